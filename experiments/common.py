@@ -1,0 +1,75 @@
+"""What every command line shares: options, config overrides, errors as one line, devices."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+
+import click
+import torch
+
+from lenet1998.config import ConfigError, LeNetConfig
+from lenet1998.data import DataError
+from lenet1998.results import ResultsError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> str:
+    """'auto' picks cuda, then mps, then cpu; an absent device is a usage error."""
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if name == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if available[d])
+    if not available[name]:
+        raise click.BadParameter(f"device {name!r} is not available here", param_hint="--device")
+    return name
+
+
+def parse_overrides(pairs) -> dict:
+    """FIELD=VALUE strings -> {field: typed value}, typed by the LeNetConfig field."""
+    fields = {f.name: f for f in dataclasses.fields(LeNetConfig)}
+    defaults = LeNetConfig()
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in fields:
+            raise click.BadParameter(f"{pair!r}: expected FIELD=VALUE with FIELD one of {list(fields)}",
+                                     param_hint="--set")
+        kind = type(getattr(defaults, name))
+        try:
+            out[name] = value if kind is str else kind(value)
+        except ValueError:
+            raise click.BadParameter(f"{pair!r}: {name} takes a {kind.__name__}", param_hint="--set") from None
+    return out
+
+
+def one_line_errors(func):
+    """Turn the library's expected errors into a one-line message and exit code 2."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, DataError, ResultsError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished passes are saved and the run resumes on the next call", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+def data_dir_option(f):
+    return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                        help="MNIST folder (default: $LENET1998_DATA, else ./data).")(f)
+
+
+def device_option(f):
+    return click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                        help="Where to train; auto picks the best present.")(f)
+
+
+def threads_option(f):
+    return click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="torch threads per process (per-pattern training is fastest on 1).")(f)

@@ -1,0 +1,105 @@
+"""MNIST, checked and coded as the paper's input.
+
+Paper: Sec. II-B (input coding), Sec. III-A (the database).
+
+Input coding ("paper"): "the background level (white) corresponds to a value of -0.1 and the
+foreground (black) corresponds to 1.175"; MNIST bytes p (0 = white, 255 = black) become
+x = -0.1 + 1.275 p / 255, and the 28x28 images are padded to 32x32 with background pixels
+(-0.1), never resized. The modern coding ("unit") is p / 255 padded with zeros.
+
+The data folder is the one given, else $LENET1998_DATA, else ./data; the four raw IDX files lie
+in <folder>/MNIST/raw/ as torchvision expects. Missing files are downloaded by torchvision
+where the network allows; every file is checked against its known MD5 before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+MNIST_FILES = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+BACKGROUND, FOREGROUND = -0.1, 1.175  # Sec. II-B
+PAD = 2  # 28x28 -> 32x32
+
+
+class DataError(RuntimeError):
+    """MNIST is missing or corrupt; the message names the folder and the files."""
+
+
+@dataclass
+class MNIST:
+    """Raw MNIST in memory: uint8 images (N, 28, 28) and int64 labels (N,)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+def resolve_data_dir(data_dir=None) -> Path:
+    return Path(data_dir or os.environ.get("LENET1998_DATA") or "data")
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_files(root: Path, checksums=MNIST_FILES) -> None:
+    """Raise DataError unless every raw file exists under root/MNIST/raw with its MD5."""
+    raw = Path(root) / "MNIST" / "raw"
+    missing = [name for name in checksums if not (raw / name).is_file()]
+    if missing:
+        raise DataError(
+            f"MNIST not found in {raw}: missing {', '.join(missing)}. Put the four files "
+            f"{', '.join(checksums)} there, or pass --data-dir / set LENET1998_DATA."
+        )
+    for name, md5 in checksums.items():
+        if _md5(raw / name) != md5:
+            raise DataError(f"{raw / name} is corrupt or truncated (MD5 differs from {md5}); replace it.")
+
+
+def load_mnist(data_dir=None, download=True) -> MNIST:
+    """Load the four MNIST files into tensors, downloading them first if allowed and missing."""
+    root = resolve_data_dir(data_dir)
+    raw = root / "MNIST" / "raw"
+    if download and not all((raw / name).is_file() for name in MNIST_FILES):
+        try:
+            import torchvision
+
+            torchvision.datasets.MNIST(str(root), train=True, download=True)
+        except Exception:  # no network, unwritable folder: the check below names the files
+            pass
+    check_files(root)
+    import torchvision
+
+    try:
+        train = torchvision.datasets.MNIST(str(root), train=True, download=False)
+        test = torchvision.datasets.MNIST(str(root), train=False, download=False)
+    except Exception as e:
+        raise DataError(f"could not read MNIST from {raw}: {e}") from None
+    return MNIST(train.data, train.targets.long(), test.data, test.targets.long())
+
+
+def encode(images: torch.Tensor, coding: str = "paper") -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 (N, 32, 32) as the network's input (see module docstring)."""
+    p = images.to(torch.float32) / 255.0
+    if coding == "paper":
+        x, background = BACKGROUND + (FOREGROUND - BACKGROUND) * p, BACKGROUND
+    elif coding == "unit":
+        x, background = p, 0.0
+    else:
+        raise ValueError(f"input_coding={coding!r} is not valid; choose one of ['paper', 'unit']")
+    return torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD), value=background)  # (N, 32, 32)

@@ -1,0 +1,55 @@
+"""The training criteria of Sec. II-C, per pattern, and the modern cross-entropy.
+
+Paper: Sec. II-C, Eq. (8) (maximum likelihood, "MLE") and Eq. (9) (discriminative, "MAP").
+
+    MLE:  E^p = y_{D_p}(Z^p, W)
+    MAP:  E^p = y_{D_p}(Z^p, W) + log( e^{-j} + sum_i e^{-y_i(Z^p, W)} )
+
+y_i are the RBF penalties and D_p the correct class. e^{-j} is a "rubbish" class: a wrong
+class whose penalty is already well above j is no longer pushed up. The log-sum is computed
+with logsumexp; log(sum(exp(-y))) in plain floats underflows to log(0) for penalties near 100.
+
+Every function returns the per-pattern criterion, shape (N, K); the trainer averages over N
+(the 1/P of the paper) and sums over the K independent replicas.
+
+Deviation: the paper gives no value of j; LeNetConfig.map_j defaults to 10 (REPRODUCING.md).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def mle_loss(penalties, target, j=None):
+    """Eq. (8): the penalty of the correct class. penalties (N, K, 10), target (N, K)."""
+    return penalties.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N, K)
+
+
+def map_loss(penalties, target, j):
+    """Eq. (9): y_D + log(e^{-j} + sum_i e^{-y_i}), computed with logsumexp."""
+    rubbish = torch.full_like(penalties[..., :1], -float(j))  # (N, K, 1): the e^{-j} term
+    log_sum = torch.logsumexp(torch.cat([rubbish, -penalties], dim=-1), dim=-1)  # (N, K)
+    return mle_loss(penalties, target) + log_sum
+
+
+def cross_entropy(logits, target, j=None):
+    """Softmax cross-entropy on the logits of a linear output layer (not in the paper)."""
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(target.shape)
+
+
+LOSSES = {"map": map_loss, "mle": mle_loss, "cross_entropy": cross_entropy}
+
+
+def output_curvature(config, out):
+    """d2E/d(out)^2 seeding the second-derivative pass of SDLM (Appendix C, Eq. 27).
+
+    RBF output: the recursion starts at the F6 outputs x_j with the constant
+    config.sdlm_output_curvature (2, the second derivative of (x_j - w_Dj)^2 in y_D; the paper
+    does not state the seed). Linear output with cross-entropy: the Gauss-Newton diagonal
+    p_i (1 - p_i) on the logits.
+    """
+    if config.output == "rbf":
+        return config.sdlm_output_curvature
+    p = torch.softmax(out, dim=-1)
+    return p * (1 - p)

@@ -1,0 +1,226 @@
+"""Run folders: config, per-pass metrics, checkpoints and manifest, all written atomically.
+
+A run folder is named by the hash of its resolved config (LeNetConfig.digest) and holds
+
+    config.json     the resolved config
+    metrics.csv     one row per pass (lenet1998/train.py records)
+    state.pt        resume point, rewritten after every pass, removed when the run ends
+    checkpoint.pt   final parameters and config
+    manifest.json   git commit and dirty flag, versions, device, threads, wall time, date
+    done            written last: a folder without it is not a finished run
+
+Every file is written to a temporary name and renamed, so a killed process never leaves a
+half-written file under a real name, and a finished run is never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from .config import LeNetConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ResultsError(RuntimeError):
+    """An output folder that cannot be written, or a run folder that cannot be read."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_torch(path: Path, obj) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def check_writable(folder: Path) -> Path:
+    """Create `folder` if needed and prove that a file can be written there."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ResultsError(f"cannot write to output folder {folder}: {e.strerror or e}") from None
+    return folder
+
+
+def git_state() -> dict:
+    def run(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = run("rev-parse", "HEAD")
+    dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", "lenet1998", "experiments"))
+    return {"git_commit": commit or "unknown", "git_dirty": dirty}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(device: str) -> dict:
+    import numpy
+    import torchvision
+
+    return {
+        **git_state(),
+        "python": sys.version.split()[0], "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+        "device": device, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+class RunFolder:
+    """One run's folder under `root`, named by the config's hash."""
+
+    def __init__(self, root: Path, config: LeNetConfig):
+        self.config = config
+        self.path = Path(root) / config.digest()
+
+    @property
+    def done(self) -> bool:
+        return (self.path / "done").is_file()
+
+    def resume_point(self):
+        """The stored per-pass state of an unfinished run, or None."""
+        state = self.path / "state.pt"
+        if self.done or not state.is_file():
+            return None
+        try:
+            return torch.load(state, map_location="cpu", weights_only=False)
+        except Exception:  # a corrupt resume point: start over rather than fail
+            return None
+
+    def start(self, label: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / "config.json", {"label": label, **self.config.to_dict()})
+
+    def save_pass(self, result, optimizer_state=None, group_seeds=None) -> None:
+        """After each pass: metrics so far and the resume point."""
+        atomic_write_text(self.path / "metrics.csv", metrics_csv(result.history))
+        save_torch(self.path / "state.pt", {
+            "passes_done": result.history[-1]["pass"], "state": result.state,
+            "history": result.history, "optimizer": optimizer_state, "failed": result.failed,
+            "group_seeds": group_seeds,
+        })
+
+    def finish(self, result, label: str, device: str, wall_time_s: float, group_size: int) -> None:
+        atomic_write_text(self.path / "metrics.csv", metrics_csv(result.history))
+        save_torch(self.path / "checkpoint.pt", {"config": self.config.to_dict(), "state": result.state})
+        last = result.history[-1] if result.history else {}
+        write_json(self.path / "manifest.json", {
+            "label": label, "seed": result.seed, "config_hash": self.config.digest(),
+            "status": "failed" if result.failed else "ok", "failure": result.failed,
+            "passes": len(result.history), "final_test_error": last.get("test_error"),
+            "final_train_error": last.get("train_error"),
+            "final_train_error_eval": last.get("train_error_final"),
+            "wall_time_s": wall_time_s, "replicas_in_group": group_size,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **environment(device),
+        })
+        atomic_write_text(self.path / "done", "ok\n" if not result.failed else f"failed: {result.failed}\n")
+        (self.path / "state.pt").unlink(missing_ok=True)
+
+
+def metrics_csv(history) -> str:
+    if not history:
+        return ""
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
+
+
+def read_manifest(run_path: Path) -> dict:
+    return json.loads((Path(run_path) / "manifest.json").read_text())
+
+
+def load_checkpoint(path: Path):
+    """(config, one-replica state) from a checkpoint.pt."""
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    return LeNetConfig.from_dict(obj["config"]), obj["state"]
+
+
+def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device: str = "cpu",
+               on_pass=None, on_progress=None) -> list:
+    """Train `config` for every seed into run folders under `root`, in lockstep groups.
+
+    Finished runs are skipped; unfinished ones resume from their last completed pass (seeds
+    stopped at the same pass resume together). Returns the run folders, one per seed.
+    """
+    import time
+
+    from .train import fit
+
+    folders = {s: RunFolder(root, config.replace(seed=int(s))) for s in seeds}
+    pending = {}
+    for s, folder in folders.items():
+        if folder.done:
+            continue
+        point = folder.resume_point()
+        if point is not None and config.optimizer == "adam" and point.get("group_seeds") != list(seeds):
+            point = None  # Adam's moments are stored per group: resume only the same group
+        pending.setdefault(0 if point is None else point["passes_done"], []).append((s, point))
+    for passes_done, members in sorted(pending.items()):
+        group = [s for s, _ in members]
+        start = None
+        if passes_done:
+            start = {"passes_done": passes_done, "states": [p["state"] for _, p in members],
+                     "histories": [p["history"] for _, p in members],
+                     "optimizer": members[0][1].get("optimizer")}
+        for s in group:
+            folders[s].start(label)
+        t0 = time.perf_counter()
+
+        def save(pass_number, results, model, optimizer, group=group):
+            opt_state = optimizer.opt.state_dict() if hasattr(optimizer, "opt") else None
+            for s, r in zip(group, results):
+                folders[s].save_pass(r, opt_state, group)
+            if on_pass is not None:
+                on_pass(pass_number, results)
+
+        results = fit(config.replace(seed=group[0]), data, seeds=group, device=device, start=start,
+                      on_pass=save, on_progress=on_progress)
+        wall = time.perf_counter() - t0
+        for s, r in zip(group, results):
+            folders[s].finish(r, label, device, wall, len(group))
+    return [folders[s] for s in seeds]

@@ -1,0 +1,182 @@
+"""The one training loop, `fit`, used by every command line, benchmark and test.
+
+Paper: Sec. III-B and Appendix C. "The weights are updated after each presentation of a single
+pattern"; "the patterns are presented in a constant random order"; 20 passes; before each
+pass the diagonal Hessian is re-estimated on 500 patterns; training error is measured on the
+fly, while the weights change (Fig. 5), and test error after each pass.
+
+`fit` trains K replicas of one config in lockstep, one per seed: the model holds K copies
+(lenet1998/layers.py), replica k gets its own initialisation, pattern order, h_kk sample and
+step sizes, all drawn from generators seeded by its own seed. A replica trained in a group
+follows the same seed trained alone, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import LeNetConfig
+from .data import MNIST, encode
+from .loss import LOSSES
+from .model import LeNet5
+from .sdlm import SDLM, PerPatternSGD, eta_for_pass
+
+CHUNK = 2000  # patterns gathered at once for the per-pattern loop
+EVAL_BATCH = 1000
+
+# Streams of per-seed random numbers, so that no two uses share a generator.
+STREAM_ORDER, STREAM_HESSIAN = 1, 2
+
+
+def generator(seed: int, stream: int, pass_number: int = 0) -> torch.Generator:
+    """A generator that depends only on (seed, stream, pass): runs resume exactly."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream * 10_007 + pass_number)
+
+
+@dataclass
+class ReplicaResult:
+    """One seed's run: per-pass records, final parameters, and why it failed, if it did."""
+
+    seed: int
+    history: list = field(default_factory=list)
+    state: dict | None = None
+    failed: str | None = None
+
+
+class AdamStep:
+    """Adam on minibatches (the modern ablation; not the paper). Elementwise, so replicas
+    in one model stay independent."""
+
+    def __init__(self, model, lr):
+        self.params = list(model.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=lr)
+
+    def step(self, grads):
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.opt.step()
+
+
+def pattern_order(config: LeNetConfig, seed: int, n: int, pass_number: int) -> torch.Tensor:
+    """The order of the n training patterns in a pass: one constant random permutation
+    ("fixed", Appendix C) or a new one each pass ("reshuffle")."""
+    p = 0 if config.order == "fixed" else pass_number
+    return torch.randperm(n, generator=generator(seed, STREAM_ORDER, p))
+
+
+@torch.no_grad()
+def evaluate(model: LeNet5, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Error rate (%) of each replica on coded images (N, 32, 32): a (K,) tensor."""
+    K, wrong = model.replicas, torch.zeros(model.replicas)
+    for s in range(0, len(images), EVAL_BATCH):
+        x = images[s:s + EVAL_BATCH].unsqueeze(1).expand(-1, K, -1, -1)  # (B, K, 32, 32)
+        pred = model.predict(model(x))  # (B, K)
+        wrong += (pred != labels[s:s + EVAL_BATCH, None]).sum(0).cpu()
+    return 100.0 * wrong / len(images)
+
+
+def make_optimizer(config: LeNetConfig, model: LeNet5):
+    if config.optimizer == "sdlm":
+        return SDLM(model, config.sdlm_mu)
+    if config.optimizer == "sgd":
+        return PerPatternSGD(model, config.effective_lr)
+    return AdamStep(model, config.effective_lr)
+
+
+def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
+        on_pass=None, on_progress=None) -> list:
+    """Train one replica per seed (default: config.seed) and return a ReplicaResult each.
+
+    start: optional resume point {"passes_done": n, "states": [...], "histories": [...]};
+    on_pass(pass_number, results, model, optimizer) is called after every pass (checkpoints);
+    on_progress(patterns_done, patterns_total) during a pass.
+    """
+    seeds = [int(s) for s in (seeds if seeds is not None else [config.seed])]
+    K = len(seeds)
+    model = LeNet5(config, replicas=K).initialize(seeds).to(device)
+    results = [ReplicaResult(seed) for seed in seeds]
+    first_pass = 1
+    if start is not None:
+        for k in range(K):
+            model.load_replica_state(k, start["states"][k])
+            results[k].history = list(start["histories"][k])
+        first_pass = start["passes_done"] + 1
+
+    n = config.train_size
+    x_train = encode(data.train_images[:n], config.input_coding).to(device)  # (n, 32, 32)
+    y_train = data.train_labels[:n].to(device)
+    x_test = encode(data.test_images, config.input_coding).to(device)
+    y_test = data.test_labels.to(device)
+    loss_fn, j = LOSSES[config.loss], config.map_j
+    params = list(model.parameters())
+    optimizer = make_optimizer(config, model)
+    if start is not None and start.get("optimizer") is not None:
+        optimizer.opt.load_state_dict(start["optimizer"])
+    bs = config.batch_size
+
+    for pass_number in range(first_pass, config.epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.stack([pattern_order(config, s, n, pass_number) for s in seeds]).to(device)  # (K, n)
+        eta = config.effective_lr
+        ranges = None
+        if config.optimizer == "sdlm":
+            eta = eta_for_pass(config.eta_schedule, pass_number)
+            m = min(config.sdlm_samples, n)
+            sample = torch.stack([
+                torch.randperm(n, generator=generator(s, STREAM_HESSIAN, pass_number))[:m] for s in seeds
+            ]).to(device)  # (K, m): each replica's own patterns
+            optimizer.estimate(x_train[sample].transpose(0, 1), config, eta)  # x: (m, K, 32, 32)
+            ranges = optimizer.step_ranges()
+        wrong = torch.zeros(K, dtype=torch.float64)
+        loss_sum = torch.zeros(K, dtype=torch.float64)
+        for s in range(0, n, CHUNK):
+            idx = order[:, s:s + CHUNK]  # (K, B)
+            xs = x_train[idx].transpose(0, 1).contiguous()  # (B, K, 32, 32)
+            ys = y_train[idx].t().contiguous()  # (B, K)
+            outs = torch.empty(xs.shape[0], K, 10, device=device)
+            losses = torch.empty(xs.shape[0], K, device=device)
+            for b in range(0, xs.shape[0], bs):
+                out = model(xs[b:b + bs])  # (bs, K, 10)
+                per_pattern = loss_fn(out, ys[b:b + bs], j)  # (bs, K)
+                grads = torch.autograd.grad(per_pattern.mean(0).sum(), params)
+                optimizer.step(grads)
+                outs[b:b + bs] = out.detach()
+                losses[b:b + bs] = per_pattern.detach()
+            wrong += (model.predict(outs) != ys).sum(0).cpu()
+            loss_sum += losses.sum(0).double().cpu()
+            for k in range(K):
+                if results[k].failed is None and not math.isfinite(loss_sum[k]):
+                    results[k].failed = f"non-finite loss in pass {pass_number}"
+            if on_progress is not None:
+                on_progress(s + xs.shape[0], n)
+            if all(r.failed for r in results):
+                break
+        test_error = evaluate(model, x_test, y_test)
+        wall = time.perf_counter() - t0
+        for k, r in enumerate(results):
+            record = {
+                "pass": pass_number, "eta": eta,
+                "train_error": 100.0 * float(wrong[k]) / n,  # on the fly, as in Fig. 5
+                "train_loss": float(loss_sum[k]) / n,
+                "test_error": float(test_error[k]),
+                "wall_time_s": wall,
+            }
+            if ranges is not None:
+                for layer, per_replica in ranges.items():
+                    record[f"eps_min_{layer}"], record[f"eps_max_{layer}"] = per_replica[k]
+            r.history.append(record)
+        if pass_number == config.epochs:
+            train_error = evaluate(model, x_train, y_train)
+            for k, r in enumerate(results):
+                r.history[-1]["train_error_final"] = float(train_error[k])
+        for k, r in enumerate(results):
+            r.state = model.replica_state(k)
+        if on_pass is not None:
+            on_pass(pass_number, results, model, optimizer)
+        if all(r.failed for r in results):
+            break
+    return results
