@@ -49,11 +49,21 @@ def test_masked_c3_equals_per_map_convolutions():
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
         conv.bias.copy_(torch.randn(16, generator=g))
     x = torch.randn(2, 6, 14, 14, generator=g)
-    out = conv.linear(x, (conv.weight, conv.bias))
-    for o in range(16):
-        maps = [s for s in range(6) if C3_TABLE[s][o]]
-        ref = F.conv2d(x[:, maps], conv.weight[o:o + 1, maps], conv.bias[o:o + 1])
-        torch.testing.assert_close(out[:, o:o + 1], ref, rtol=1e-5, atol=1e-5)
+    batched = conv.linear(x, (conv.weight, conv.bias))  # grouped convolution path
+    single = torch.cat([conv.linear(x[n:n + 1], (conv.weight, conv.bias)) for n in range(2)])  # matmul path
+    for out in (batched, single):
+        for o in range(16):
+            maps = [s for s in range(6) if C3_TABLE[s][o]]
+            ref = F.conv2d(x[:, maps], conv.weight[o:o + 1, maps], conv.bias[o:o + 1])
+            torch.testing.assert_close(out[:, o:o + 1], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_one_pattern_and_a_batch_give_the_same_network_output():
+    model = LeNet5(LeNetConfig(), replicas=3).initialize([0, 1, 2])
+    x = torch.randn(4, 3, 32, 32)
+    batched = model(x)
+    single = torch.cat([model(x[n:n + 1]) for n in range(4)])
+    torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("average", [True, False])
