@@ -132,16 +132,18 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / "config.json", {"label": label, **self.config.to_dict()})
 
-    def save_pass(self, result, optimizer_state=None, group_seeds=None) -> None:
+    def save_pass(self, result, segments, optimizer_state=None, group_seeds=None) -> None:
         """After each pass: metrics so far and the resume point."""
         atomic_write_text(self.path / "metrics.csv", metrics_csv(result.history))
         save_torch(self.path / "state.pt", {
             "passes_done": result.history[-1]["pass"], "state": result.state,
             "history": result.history, "optimizer": optimizer_state, "failed": result.failed,
-            "group_seeds": group_seeds,
+            "group_seeds": group_seeds, "segments": segments,
         })
 
-    def finish(self, result, label: str, device: str, wall_time_s: float, group_size: int) -> None:
+    def finish(self, result, label: str, env: dict, segments: list, wall_time_s: float, group_size: int) -> None:
+        """Final checkpoint and manifest, then `done`. `env` is the environment when this
+        process started; `segments` lists the code (commit) behind each resumed stretch."""
         atomic_write_text(self.path / "metrics.csv", metrics_csv(result.history))
         save_torch(self.path / "checkpoint.pt", {"config": self.config.to_dict(), "state": result.state})
         last = result.history[-1] if result.history else {}
@@ -153,7 +155,7 @@ class RunFolder:
             "final_train_error_eval": last.get("train_error_final"),
             "wall_time_s": wall_time_s, "replicas_in_group": group_size,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **environment(device),
+            **env, "segments": segments,
         })
         atomic_write_text(self.path / "done", "ok\n" if not result.failed else f"failed: {result.failed}\n")
         (self.path / "state.pt").unlink(missing_ok=True)
@@ -191,6 +193,7 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
 
     from .train import fit
 
+    env = environment(device)  # the code as it is when training starts, not when it ends
     folders = {s: RunFolder(root, config.replace(seed=int(s))) for s in seeds}
     pending = {}
     for s, folder in folders.items():
@@ -207,6 +210,8 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
             start = {"passes_done": passes_done, "states": [p["state"] for _, p in members],
                      "histories": [p["history"] for _, p in members],
                      "optimizer": members[0][1].get("optimizer")}
+        segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"]}
+        segments = {s: (p.get("segments", []) if p else []) + [segment] for s, p in members}
         for s in group:
             folders[s].start(label)
         t0 = time.perf_counter()
@@ -214,7 +219,7 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
         def save(pass_number, results, model, optimizer, group=group):
             opt_state = optimizer.opt.state_dict() if hasattr(optimizer, "opt") else None
             for s, r in zip(group, results):
-                folders[s].save_pass(r, opt_state, group)
+                folders[s].save_pass(r, segments[s], opt_state, group)
             if on_pass is not None:
                 on_pass(pass_number, results)
 
@@ -222,5 +227,5 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
                       on_pass=save, on_progress=on_progress)
         wall = time.perf_counter() - t0
         for s, r in zip(group, results):
-            folders[s].finish(r, label, device, wall, len(group))
+            folders[s].finish(r, label, env, segments[s], wall, len(group))
     return [folders[s] for s in seeds]
