@@ -64,7 +64,7 @@ class LeNetConfig:
     sdlm_mu: float = 0.02
     sdlm_samples: int = 500  # patterns used to re-estimate h_kk before each pass
     sdlm_output_curvature: float = 2.0  # d2E/dx_j^2 at the F6 outputs seeding Eq. (27)
-    lr: float = 0.0  # learning rate of "sgd" and "adam" (0 = the optimizer's own default)
+    lr: float = 0.0  # "sgd": constant step (0 = eta_schedule / sdlm_mu, SDLM with h = 0); "adam": 0 = 1e-3
     batch_size: int = 1  # 1 = one update per pattern, as the paper
     order: str = "fixed"  # "a constant random order" (Appendix C)
     # --- initialisation (Appendix A) ---
@@ -105,12 +105,18 @@ class LeNetConfig:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    @property
-    def effective_lr(self) -> float:
-        return self.lr or DEFAULT_LR[self.optimizer]
-
-
-DEFAULT_LR = {"sdlm": 0.0, "sgd": 0.01, "adam": 1e-3}
+    def step_size(self, pass_number: int) -> float:
+        """The global step of a pass: SDLM's eta; SGD's step (eta / mu unless lr is set);
+        Adam's learning rate."""
+        eta = self.eta_schedule[0][1]
+        for first_pass, value in self.eta_schedule:
+            if pass_number >= first_pass:
+                eta = value
+        if self.optimizer == "sdlm":
+            return eta
+        if self.optimizer == "sgd":
+            return self.lr or eta / self.sdlm_mu
+        return self.lr or 1e-3
 
 
 def field_names() -> list:

@@ -229,3 +229,13 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
         for s, r in zip(group, results):
             folders[s].finish(r, label, env, segments[s], wall, len(group))
     return [folders[s] for s in seeds]
+
+
+def load_trained(path: Path):
+    """The one-replica LeNet5 stored in a checkpoint.pt, rebuilt from its own config."""
+    from .model import LeNet5
+
+    config, state = load_checkpoint(path)
+    model = LeNet5(config)
+    model.load_replica_state(0, state)
+    return model.eval()

@@ -30,15 +30,6 @@ import torch
 from .loss import output_curvature
 
 
-def eta_for_pass(schedule, pass_number: int) -> float:
-    """The global learning rate eta of pass `pass_number` (1-based) under `schedule`."""
-    eta = schedule[0][1]
-    for first_pass, value in schedule:
-        if pass_number >= first_pass:
-            eta = value
-    return eta
-
-
 def hessian_diagonal(model, x, curvature):
     """Gauss-Newton diagonal h_kk of every parameter of `model`, averaged over the batch x.
 
@@ -108,8 +99,11 @@ class SDLM:
 class PerPatternSGD:
     """Plain per-pattern SGD, w -= lr g (the SDLM ablation; not the paper)."""
 
-    def __init__(self, model, lr: float):
+    def __init__(self, model, lr: float = 0.0):
         self.params, self.lr = list(model.parameters()), lr
+
+    def set_steps(self, lr: float):
+        self.lr = lr
 
     @torch.no_grad()
     def step(self, grads):

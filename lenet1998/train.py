@@ -23,7 +23,7 @@ from .config import LeNetConfig
 from .data import MNIST, encode
 from .loss import LOSSES
 from .model import LeNet5
-from .sdlm import SDLM, PerPatternSGD, eta_for_pass
+from .sdlm import SDLM, PerPatternSGD
 
 CHUNK = 2000  # patterns gathered at once for the per-pattern loop
 EVAL_BATCH = 1000
@@ -83,8 +83,8 @@ def make_optimizer(config: LeNetConfig, model: LeNet5):
     if config.optimizer == "sdlm":
         return SDLM(model, config.sdlm_mu)
     if config.optimizer == "sgd":
-        return PerPatternSGD(model, config.effective_lr)
-    return AdamStep(model, config.effective_lr)
+        return PerPatternSGD(model)
+    return AdamStep(model, config.step_size(1))
 
 
 def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
@@ -121,16 +121,18 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
     for pass_number in range(first_pass, config.epochs + 1):
         t0 = time.perf_counter()
         order = torch.stack([pattern_order(config, s, n, pass_number) for s in seeds]).to(device)  # (K, n)
-        eta = config.effective_lr
+        eta = config.step_size(pass_number)
         ranges = None
+        if config.optimizer == "sgd":
+            optimizer.set_steps(eta)
         if config.optimizer == "sdlm":
-            eta = eta_for_pass(config.eta_schedule, pass_number)
             m = min(config.sdlm_samples, n)
             sample = torch.stack([
                 torch.randperm(n, generator=generator(s, STREAM_HESSIAN, pass_number))[:m] for s in seeds
             ]).to(device)  # (K, m): each replica's own patterns
             optimizer.estimate(x_train[sample].transpose(0, 1), config, eta)  # x: (m, K, 32, 32)
             ranges = optimizer.step_ranges()
+        hessian_time = time.perf_counter() - t0
         wrong = torch.zeros(K, dtype=torch.float64)
         loss_sum = torch.zeros(K, dtype=torch.float64)
         for s in range(0, n, CHUNK):
@@ -164,7 +166,7 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
                 "train_error": 100.0 * float(wrong[k]) / n,  # on the fly, as in Fig. 5
                 "train_loss": float(loss_sum[k]) / n,
                 "test_error": float(test_error[k]),
-                "wall_time_s": wall, "train_time_s": train_time,
+                "wall_time_s": wall, "train_time_s": train_time, "hessian_time_s": hessian_time,
             }
             if ranges is not None:
                 for layer, per_replica in ranges.items():

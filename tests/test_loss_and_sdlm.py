@@ -11,8 +11,7 @@ from lenet1998.config import LeNetConfig
 from lenet1998.layers import Conv, FullyConnected, ScaledTanh, TrainableSubsampling
 from lenet1998.loss import map_loss, mle_loss
 from lenet1998.model import LeNet5
-from lenet1998.sdlm import SDLM, PerPatternSGD, eta_for_pass, hessian_diagonal
-from lenet1998.config import PAPER_ETA_SCHEDULE
+from lenet1998.sdlm import SDLM, PerPatternSGD, hessian_diagonal
 
 
 def test_map_loss_equals_equation_9():
@@ -41,8 +40,13 @@ def test_map_loss_is_finite_for_huge_penalties():
 
 
 def test_eta_schedule_is_the_papers():
-    etas = [eta_for_pass(PAPER_ETA_SCHEDULE, p) for p in range(1, 21)]
+    paper = LeNetConfig()
+    assert paper.epochs == 20 and paper.sdlm_mu == 0.02 and paper.sdlm_samples == 500
+    etas = [paper.step_size(p) for p in range(1, 21)]
     assert etas == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
+    sgd = paper.replace(optimizer="sgd")
+    assert sgd.step_size(1) == pytest.approx(5e-4 / 0.02) and sgd.step_size(20) == pytest.approx(1e-5 / 0.02)
+    assert sgd.replace(lr=0.003).step_size(7) == 0.003
 
 
 class TinyNet(nn.Module):

@@ -1,0 +1,161 @@
+"""Training throughput: the lockstep engine against plain PyTorch loops, measured in one run.
+
+    python -m experiments.bench                 # about 5 minutes on a 2-core CPU
+    python -m experiments.bench --patterns 500  # a quick look
+
+Cases, each on the same machine in the same process, one torch thread:
+  (a) reference: a plain per-pattern loop (model, loss, backward, per-parameter SDLM step);
+  (b) `fit` with K = 1, 4, 16, 32, 64 replicas, each replica updated after every pattern;
+  (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop.
+Per case it reports patterns per second per replica and in total, and the ratio of the total
+to the reference of its kind. Writes results/bench.csv and results/bench.md, with an estimate
+of the wall time of the default ablation grid. On CUDA, where present, the cases run there too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import pandas as pd
+import torch
+
+from lenet1998.config import LeNetConfig
+from lenet1998.data import encode, load_mnist, resolve_data_dir
+from lenet1998.loss import map_loss
+from lenet1998.model import LeNet5
+from lenet1998.results import atomic_write_text, check_writable, cpu_model
+from lenet1998.train import fit
+
+from .common import data_dir_option, one_line_errors
+
+
+def plain_per_pattern(data, patterns, device):
+    """(a) The reference: the loop a PyTorch user writes for batch size 1."""
+    config = LeNetConfig()
+    model = LeNet5(config).initialize([0]).to(device)
+    eps = [torch.full_like(p, 1e-3) for p in model.parameters()]
+    x = encode(data.train_images[:patterns], "paper").to(device)
+    y = data.train_labels[:patterns].to(device)
+    start = time.perf_counter()
+    for i in range(patterns):
+        out = model(x[i:i + 1].unsqueeze(1))  # (1, 1, 10)
+        loss = map_loss(out, y[i:i + 1].unsqueeze(1), config.map_j).sum()
+        loss.backward()
+        with torch.no_grad():
+            for p, e in zip(model.parameters(), eps):
+                p.sub_(e * p.grad)
+                p.grad = None
+    return time.perf_counter() - start
+
+
+def engine(data, patterns, replicas, device, **changes):
+    """(b, c) `fit` for one pass over `patterns` patterns; returns the training time alone."""
+    config = LeNetConfig(epochs=1, train_size=patterns, **changes)
+    results = fit(config, data, seeds=list(range(replicas)), device=device)
+    record = results[0].history[0]
+    return record["train_time_s"] - record.get("hessian_time_s", 0.0)
+
+
+def plain_minibatch(data_dir, patterns, batch, device):
+    """(c) reference: torchvision's dataset with ToTensor through a DataLoader, Adam."""
+    import torchvision
+    from torchvision import transforms
+
+    dataset = torchvision.datasets.MNIST(str(resolve_data_dir(data_dir)), train=True, download=False,
+                                         transform=transforms.Compose([transforms.ToTensor(), transforms.Pad(2)]))
+    subset = torch.utils.data.Subset(dataset, range(patterns))
+    loader = torch.utils.data.DataLoader(subset, batch_size=batch, shuffle=True)
+    model = LeNet5(LeNetConfig(output="linear", loss="cross_entropy")).initialize([0]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        loss = torch.nn.functional.cross_entropy(model(x).squeeze(1), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+@click.command()
+@click.option("--patterns", type=click.IntRange(min=100, max=60000), default=3000, show_default=True,
+              help="Patterns per replica in each per-pattern case.")
+@click.option("--replicas", "replica_counts", type=click.IntRange(min=1), multiple=True,
+              default=(1, 4, 16, 32, 64), show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@data_dir_option
+@one_line_errors
+def main(patterns, replica_counts, out, data_dir):
+    """Measure training throughput and write bench.csv / bench.md."""
+    torch.set_num_threads(1)
+    out = check_writable(out)
+    data = load_mnist(data_dir)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+
+    def add(device, case, kind, replicas, n, seconds):
+        rows.append({"device": device, "case": case, "kind": kind, "replicas": replicas,
+                     "patterns_per_s_per_replica": n / seconds, "patterns_per_s_total": n * replicas / seconds})
+        click.echo(f"{device:4s} {case:38s} K={replicas:3d}  {n * replicas / seconds:9.0f} patterns/s total")
+
+    for device in devices:
+        add(device, "plain per-pattern loop (reference)", "per_pattern", 1, patterns,
+            plain_per_pattern(data, patterns, device))
+        for k in replica_counts:
+            add(device, "fit, per-pattern SDLM, lockstep", "per_pattern", k, patterns,
+                engine(data, patterns, k, device))
+        mb = max(patterns, 6400)
+        add(device, "plain DataLoader+ToTensor, Adam b=64 (reference)", "minibatch", 1, mb,
+            plain_minibatch(data_dir, mb, 64, device))
+        for k in (1, 3):
+            add(device, "fit, Adam b=64, in-memory tensors", "minibatch", k, mb,
+                engine(data, mb, k, device, optimizer="adam", output="linear", loss="cross_entropy", batch_size=64))
+    table = pd.DataFrame(rows)
+    reference = table[table.case.str.contains("reference")].set_index(["device", "kind"]).patterns_per_s_total
+    table["ratio_to_reference"] = [r.patterns_per_s_total / reference[(r.device, r.kind)] for r in table.itertuples()]
+    atomic_write_text(Path(out) / "bench.csv", table.to_csv(index=False, float_format="%.4g"))
+    atomic_write_text(Path(out) / "bench.md", render(table, patterns))
+    click.echo(f"wrote {Path(out) / 'bench.csv'} and {Path(out) / 'bench.md'}")
+
+
+def grid_estimate(table, device="cpu"):
+    """Hours for the default ablation grid (3 seeds, 20 passes, 2 processes) on `device`."""
+    from .variants import VARIANTS
+
+    cpu = table[table.device == device]
+    per_pattern = cpu[cpu.case.str.startswith("fit, per-pattern")].set_index("replicas").patterns_per_s_total
+    minibatch = cpu[cpu.case.str.startswith("fit, Adam")].set_index("replicas").patterns_per_s_total
+    # Three seeds in lockstep: interpolate the K=1 and K=4 totals at K=3.
+    k3 = per_pattern.get(1) + (per_pattern.get(4) - per_pattern.get(1)) * 2 / 3 if 4 in per_pattern else per_pattern.get(1)
+    seconds = 0.0
+    for variant in VARIANTS.values():
+        config = variant.config
+        total = 3 * config.epochs * config.train_size
+        seconds += total / (minibatch.get(3) if config.optimizer == "adam" else k3)
+    return seconds / 2 / 3600, len(VARIANTS)
+
+
+def render(table, patterns):
+    lines = [
+        "# Training throughput", "",
+        f"Measured by `python -m experiments.bench --patterns {patterns}` in one run: "
+        f"{cpu_model()}, {torch.get_num_threads()} torch thread, torch {torch.__version__}. "
+        "Patterns per second; ratio = total throughput / the plain loop of the same kind on the same device.", "",
+        "| device | case | K | per replica | total | ratio |", "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in table.itertuples():
+        lines.append(f"| {r.device} | {r.case} | {r.replicas} | {r.patterns_per_s_per_replica:.0f} | "
+                     f"{r.patterns_per_s_total:.0f} | {r.ratio_to_reference:.2f}x |")
+    try:
+        hours, n = grid_estimate(table)
+        lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x "
+                  f"20 passes, 3 seeds in lockstep per variant, `--jobs 2`): **{hours:.1f} h** on this machine."]
+    except Exception as e:  # the estimate is a convenience; the table stands alone
+        lines += ["", f"(no grid estimate: {e})"]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
