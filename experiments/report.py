@@ -192,7 +192,7 @@ def misclassified(out, run, folder, data_dir, plt):
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, shown):
-        ax.imshow(data.test_images[i], cmap="gray_r")
+        ax.imshow(data.test_images[i].numpy(), cmap="gray_r")
         ax.set_title(f"{int(data.test_labels[i])}->{int(pred[i])}", fontsize=8)
     more = f" (first {len(shown)} shown)" if len(shown) < len(wrong) else ""
     fig.suptitle(f"The {len(wrong)}{more} test patterns misclassified by the paper variant (seed {run.seed}), true->predicted")

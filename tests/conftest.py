@@ -18,12 +18,17 @@ def _data_dir():
 
 
 @pytest.fixture(scope="session")
-def mnist():
-    """The real MNIST; CI points LENET1998_DATA at ../shared/data."""
+def data_dir():
+    """The folder holding the real MNIST; CI points LENET1998_DATA at ../shared/data."""
     root = _data_dir()
     if root is None:
         pytest.skip("MNIST not found: set LENET1998_DATA")
-    return load_mnist(root, download=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+    return load_mnist(data_dir, download=False)
 
 
 @pytest.fixture(autouse=True)

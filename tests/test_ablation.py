@@ -1,0 +1,97 @@
+"""The ablation grid: the variant table, --quick end to end, resuming, and the report."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from experiments.ablate import main as ablate
+from experiments.report import build_report
+from experiments.variants import PAPER, VARIANTS
+from lenet1998.config import LeNetConfig
+
+REPO = Path(__file__).resolve().parent.parent
+MODERN_FIELDS = {"subsampling", "c3_table", "squashing", "output", "loss", "optimizer", "batch_size",
+                 "init", "input_coding"}
+
+
+def changed_fields(config):
+    return {f.name for f in dataclasses.fields(LeNetConfig) if getattr(config, f.name) != getattr(PAPER, f.name)}
+
+
+def test_paper_variant_is_the_default_config():
+    assert VARIANTS["paper"].config == LeNetConfig()
+    assert VARIANTS["paper"].paper_test_error == 0.95
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n not in ("paper", "modern")])
+def test_single_factor_variants_change_only_what_they_name(name):
+    variant = VARIANTS[name]
+    assert changed_fields(variant.config) == set(variant.changes)
+    # One paper piece each; a second field only with a stated coupling.
+    if len(variant.changes) > 1:
+        assert variant.coupled
+
+
+def test_modern_switches_every_piece():
+    assert changed_fields(VARIANTS["modern"].config) == MODERN_FIELDS
+    singles = set().union(*(changed_fields(v.config) for n, v in VARIANTS.items() if n != "modern"))
+    assert MODERN_FIELDS <= singles  # each switch of `modern` is also measured alone
+
+
+def test_bad_input_is_a_usage_error_without_traceback(tmp_path):
+    runner = CliRunner()
+    for args, fragment in [
+        (["--only", "lenet7"], "valid:"),
+        (["--all", "--seeds", "0"], "--seeds"),
+        (["--all", "--epochs", "-3"], "--epochs"),
+        (["--all", "--out", "/proc/nope"], "cannot write"),
+        ([], "--all"),
+    ]:
+        result = runner.invoke(ablate, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert fragment in result.output
+        assert "Traceback" not in result.output
+    assert runner.invoke(ablate, ["--list"]).exit_code == 0
+
+
+def test_quick_runs_the_whole_pipeline(tmp_path, data_dir):
+    result = CliRunner().invoke(ablate, ["--quick", "--jobs", "2", "--out", str(tmp_path), "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    for name in ("runs.csv", "ablation.csv", "ablation.md", "paper.csv", "figures/test_error_per_pass.png",
+                 "figures/ablation.png", "figures/misclassified.png"):
+        assert (tmp_path / name).is_file(), name
+    table = (tmp_path / "ablation.csv").read_text()
+    assert all(name in table for name in VARIANTS)
+    before = {p: p.read_bytes() for p in sorted(tmp_path.glob("*.csv")) + sorted(tmp_path.glob("*.md"))}
+    build_report(tmp_path, seeds=2, epochs=1, train_size=2000, data_dir=data_dir)
+    after = {p: p.read_bytes() for p in before}
+    assert before == after  # the report is a function of the run folders
+
+
+def test_a_killed_ablation_loses_no_finished_run(tmp_path, data_dir):
+    args = [sys.executable, "-m", "experiments.ablate", "--quick", "--only", "paper", "--only", "mle",
+            "--jobs", "1", "--epochs", "2", "--out", str(tmp_path), "--data-dir", str(data_dir)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(runs.glob("*/done")) and proc.poll() is None:
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    finished = {p.parent.name: (p.parent / "manifest.json").read_bytes() for p in runs.glob("*/done")}
+    assert finished, "no run finished before the kill"
+    assert len(finished) < 4  # killed part-way through the grid
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    done = {p.parent.name for p in runs.glob("*/done")}
+    assert len(done) == 4
+    for name, manifest in finished.items():  # untouched: not retrained, not rewritten
+        assert (runs / name / "manifest.json").read_bytes() == manifest
+    assert not list(runs.glob("*/state.pt")) and not list(runs.glob("*/.*.tmp"))
