@@ -84,10 +84,12 @@ def plain_minibatch(data_dir, patterns, batch, device):
               help="Patterns per replica in each per-pattern case.")
 @click.option("--replicas", "replica_counts", type=click.IntRange(min=1), multiple=True,
               default=(1, 4, 16, 32, 64), show_default=True)
+@click.option("--minibatch-patterns", type=click.IntRange(min=64, max=60000), default=12800, show_default=True,
+              help="Patterns per replica in each minibatch case.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @data_dir_option
 @one_line_errors
-def main(patterns, replica_counts, out, data_dir):
+def main(patterns, replica_counts, minibatch_patterns, out, data_dir):
     """Measure training throughput and write bench.csv / bench.md."""
     torch.set_num_threads(1)
     out = check_writable(out)
@@ -106,7 +108,7 @@ def main(patterns, replica_counts, out, data_dir):
         for k in replica_counts:
             add(device, "fit, per-pattern SDLM, lockstep", "per_pattern", k, patterns,
                 engine(data, patterns, k, device))
-        mb = max(patterns, 6400)
+        mb = minibatch_patterns
         add(device, "plain DataLoader+ToTensor, Adam b=64 (reference)", "minibatch", 1, mb,
             plain_minibatch(data_dir, mb, 64, device))
         for k in (1, 3):

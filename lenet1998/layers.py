@@ -177,7 +177,7 @@ class TrainableSubsampling(nn.Module):
         if squared:
             scale = scale**2
         s = F.avg_pool2d(x, 2, divisor_override=1)  # (N, K*maps, H/2, W/2): 2x2 sums, per map
-        return s * (c * scale)[:, None, None] + b[:, None, None]
+        return torch.addcmul(b.view(-1, 1, 1), s, c.view(-1, 1, 1), value=scale)  # b + scale * c * s
 
     def free_entries(self, param):
         return torch.ones_like(param, dtype=torch.bool)

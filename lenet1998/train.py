@@ -139,17 +139,16 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
             idx = order[:, s:s + CHUNK]  # (K, B)
             xs = x_train[idx].transpose(0, 1).contiguous()  # (B, K, 32, 32)
             ys = y_train[idx].t().contiguous()  # (B, K)
-            outs = torch.empty(xs.shape[0], K, 10, device=device)
-            losses = torch.empty(xs.shape[0], K, device=device)
+            outs, losses = [], []
             for b in range(0, xs.shape[0], bs):
                 out = model(xs[b:b + bs])  # (bs, K, 10)
                 per_pattern = loss_fn(out, ys[b:b + bs], j)  # (bs, K)
                 grads = torch.autograd.grad(per_pattern.mean(0).sum(), params)
                 optimizer.step(grads)
-                outs[b:b + bs] = out.detach()
-                losses[b:b + bs] = per_pattern.detach()
-            wrong += (model.predict(outs) != ys).sum(0).cpu()
-            loss_sum += losses.sum(0).double().cpu()
+                outs.append(out.detach())
+                losses.append(per_pattern.detach())
+            wrong += (model.predict(torch.cat(outs)) != ys).sum(0).cpu()
+            loss_sum += torch.cat(losses).sum(0).double().cpu()
             for k in range(K):
                 if results[k].failed is None and not math.isfinite(loss_sum[k]):
                     results[k].failed = f"non-finite loss in pass {pass_number}"

@@ -95,3 +95,14 @@ def test_a_killed_ablation_loses_no_finished_run(tmp_path, data_dir):
     for name, manifest in finished.items():  # untouched: not retrained, not rewritten
         assert (runs / name / "manifest.json").read_bytes() == manifest
     assert not list(runs.glob("*/state.pt")) and not list(runs.glob("*/.*.tmp"))
+
+
+def test_bench_runs_and_writes_its_tables(tmp_path, data_dir):
+    from experiments.bench import main as bench
+
+    result = CliRunner().invoke(bench, ["--patterns", "100", "--replicas", "1", "--replicas", "2",
+                                        "--minibatch-patterns", "128", "--out", str(tmp_path), "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    csv = (tmp_path / "bench.csv").read_text()
+    assert "plain per-pattern loop (reference)" in csv and "ratio_to_reference" in csv
+    assert "Estimated wall time" in (tmp_path / "bench.md").read_text()
