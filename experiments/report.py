@@ -138,6 +138,7 @@ def per_pass(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
 
 def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> list:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -154,6 +155,8 @@ def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> lis
         sns.lineplot(data=curves, x="pass", y="test_error", hue="variant", errorbar="sd", ax=ax)
         ax.plot(list(FIG5), [v[0] for v in FIG5.values()], "ks", label="paper, Fig. 5", markersize=5)
         ax.set(yscale="log", xlabel="pass", ylabel="test error (%)", title="Test error per pass (mean ± sd over seeds)")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.legend(fontsize=7, ncol=2)
         written.append(_save(fig, folder / "test_error_per_pass.png"))
 
@@ -239,7 +242,7 @@ def paper_run_markdown(table: pd.DataFrame) -> str:
         cells = [str(int(r["pass"]))] + [fmt(r.get(f"test_error_seed{s}")) for s in seeds] + \
             [fmt(r["test_error_mean"]), fmt(r["paper_test_error"])] + \
             [fmt(r.get(f"train_error_seed{s}")) for s in seeds] + [fmt(r["train_error_mean"]), fmt(r["paper_train_error"])] + \
-            [f"{r['eps_min']:.1e} .. {r['eps_max']:.3f}" if "eps_min" in r else "–"]
+            [f"{r['eps_min']:.1e} .. {r['eps_max']:.1e}" if "eps_min" in r else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
