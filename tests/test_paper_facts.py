@@ -132,3 +132,17 @@ def test_init_bounds_follow_fan_in(rule, scale):
     assert model.layers["S2"].coef.abs().max() <= scale(4)
     # Weights Table I leaves out are zero.
     assert torch.all(c3.weight[~c3.mask.expand_as(c3.weight).bool()] == 0)
+
+
+def test_summary_prints_the_papers_counts():
+    from click.testing import CliRunner
+
+    from experiments.summary import main
+
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 0
+    lines = {line.split()[0]: line.split() for line in result.output.splitlines()[3:]}
+    assert lines["C3"][-4:] == ["1,516", "151,600", "1,516", "151,600"]
+    assert lines["total"][-4:] == ["60,000", "340,908", "60,000", "340,908"]
+    assert lines["F6"][2] == "84"
+    assert CliRunner().invoke(main, ["--variant", "lenet7"]).exit_code == 2
