@@ -25,14 +25,14 @@ import torch
 from lenet1998.data import load_mnist
 from lenet1998.results import RunFolder, check_writable, train_runs
 
-from .common import data_dir_option, device_option, one_line_errors, resolve_device
+from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .report import build_report
 from .variants import VARIANTS, budget
 
 QUICK = {"epochs": 1, "train_size": 2000, "seeds": 2}
 
 
-def run_job(name, config, seeds, root, data_dir, device, threads):
+def run_job(name, config, seeds, root, data_dir, device, threads, engine):
     """Train one variant's seeds (in lockstep) into run folders; runs in a worker process."""
     torch.set_num_threads(threads)
     data = load_mnist(data_dir, download=False)
@@ -47,7 +47,7 @@ def run_job(name, config, seeds, root, data_dir, device, threads):
         click.echo(f"[{name}] pass {pass_number}/{config.epochs} test % by seed: {tests}"
                    f"{f'  failed seeds {failed}' if failed else ''}  ({elapsed / 60:.1f} min, ~{left / 60:.1f} min left)")
 
-    train_runs(config, seeds, root, data, name, device, on_pass=report)
+    train_runs(config, seeds, root, data, name, device, on_pass=report, engine=engine)
     return name
 
 
@@ -70,8 +70,9 @@ def validate_names(ctx, param, names):
 @click.option("--quick", is_flag=True, help="1 pass on 2,000 patterns, 2 seeds: a smoke check of the pipeline.")
 @data_dir_option
 @device_option
+@engine_option
 @one_line_errors
-def main(run_all, names, list_only, seeds, epochs, jobs, out, quick, data_dir, device):
+def main(run_all, names, list_only, seeds, epochs, jobs, out, quick, data_dir, device, engine):
     """Train the ablation grid and rebuild results/ from the run folders."""
     if list_only:
         for v in VARIANTS.values():
@@ -98,7 +99,7 @@ def main(run_all, names, list_only, seeds, epochs, jobs, out, quick, data_dir, d
     click.echo(f"{len(selected)} variants x {seeds} seeds x {epochs} passes: {skipped} runs already done, "
                f"{sum(len(m) for _, _, m in jobs_todo)} to train in {len(jobs_todo)} groups, {jobs} at a time")
     t0 = time.perf_counter()
-    args = [(name, config, missing, root, data_dir, device, 1) for name, config, missing in jobs_todo]
+    args = [(name, config, missing, root, data_dir, device, 1, engine) for name, config, missing in jobs_todo]
     if jobs == 1 or len(args) <= 1:
         for i, a in enumerate(args, 1):
             run_job(*a)

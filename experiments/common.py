@@ -73,3 +73,8 @@ def device_option(f):
 def threads_option(f):
     return click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                         help="torch threads per process (per-pattern training is fastest on 1).")(f)
+
+
+def engine_option(f):
+    return click.option("--engine", type=click.Choice(["compiled", "eager"]), default="compiled", show_default=True,
+                        help="Per-pattern updates as one torch.compile'd step, or eager PyTorch (same math).")(f)

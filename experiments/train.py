@@ -19,7 +19,9 @@ from lenet1998.config import LeNetConfig
 from lenet1998.data import load_mnist
 from lenet1998.results import check_writable, train_runs
 
-from .common import data_dir_option, device_option, one_line_errors, parse_overrides, resolve_device, threads_option
+from .common import (
+    data_dir_option, device_option, engine_option, one_line_errors, parse_overrides, resolve_device, threads_option,
+)
 
 
 @click.command()
@@ -34,8 +36,9 @@ from .common import data_dir_option, device_option, one_line_errors, parse_overr
 @data_dir_option
 @device_option
 @threads_option
+@engine_option
 @one_line_errors
-def main(seeds, epochs, overrides, out, label, data_dir, device, threads):
+def main(seeds, epochs, overrides, out, label, data_dir, device, threads, engine):
     """Train the paper's LeNet-5 (or a variant of it via --set) on MNIST."""
     torch.set_num_threads(threads)
     changes = parse_overrides(overrides)
@@ -63,7 +66,7 @@ def main(seeds, epochs, overrides, out, label, data_dir, device, threads):
                        f"loss {h['train_loss']:.4f} [{h['wall_time_s']:.0f} s]"
                        + (f"  FAILED: {r.failed}" if r.failed else ""))
 
-    folders = train_runs(config, seeds, root, data, label, device, on_pass=report, on_progress=progress)
+    folders = train_runs(config, seeds, root, data, label, device, on_pass=report, on_progress=progress, engine=engine)
     for f in folders:
         click.echo(f"run folder: {f.path}")
 

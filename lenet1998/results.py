@@ -130,6 +130,8 @@ class RunFolder:
 
     def start(self, label: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.glob(".*.tmp"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
         write_json(self.path / "config.json", {"label": label, **self.config.to_dict()})
 
     def save_pass(self, result, segments, optimizer_state=None, group_seeds=None) -> None:
@@ -183,7 +185,7 @@ def load_checkpoint(path: Path):
 
 
 def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device: str = "cpu",
-               on_pass=None, on_progress=None) -> list:
+               on_pass=None, on_progress=None, engine: str = "eager") -> list:
     """Train `config` for every seed into run folders under `root`, in lockstep groups.
 
     Finished runs are skipped; unfinished ones resume from their last completed pass (seeds
@@ -210,7 +212,8 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
             start = {"passes_done": passes_done, "states": [p["state"] for _, p in members],
                      "histories": [p["history"] for _, p in members],
                      "optimizer": members[0][1].get("optimizer")}
-        segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"]}
+        segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
+                   "engine": engine}
         segments = {s: (p.get("segments", []) if p else []) + [segment] for s, p in members}
         for s in group:
             folders[s].start(label)
@@ -224,7 +227,7 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
                 on_pass(pass_number, results)
 
         results = fit(config.replace(seed=group[0]), data, seeds=group, device=device, start=start,
-                      on_pass=save, on_progress=on_progress)
+                      on_pass=save, on_progress=on_progress, engine=engine)
         wall = time.perf_counter() - t0
         for s, r in zip(group, results):
             folders[s].finish(r, label, env, segments[s], wall, len(group))

@@ -96,15 +96,10 @@ class SDLM:
         return out
 
 
-class PerPatternSGD:
-    """Plain per-pattern SGD, w -= lr g (the SDLM ablation; not the paper)."""
+class PerPatternSGD(SDLM):
+    """Plain per-pattern SGD, w -= lr g (the SDLM ablation; not the paper): SDLM with h = 0
+    and eta = lr * mu, so every parameter's step is lr."""
 
     def __init__(self, model, lr: float = 0.0):
-        self.params, self.lr = list(model.parameters()), lr
-
-    def set_steps(self, lr: float):
-        self.lr = lr
-
-    @torch.no_grad()
-    def step(self, grads):
-        torch._foreach_add_(self.params, grads, alpha=-self.lr)
+        super().__init__(model, mu=1.0)
+        self.set_steps(lr)

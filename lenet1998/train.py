@@ -87,14 +87,42 @@ def make_optimizer(config: LeNetConfig, model: LeNet5):
     return AdamStep(model, config.step_size(1))
 
 
+def compiled_pattern_step(model: LeNet5, loss_fn, j):
+    """One per-pattern update (forward, loss, gradient, w -= eps g) as a single compiled function.
+
+    The same arithmetic as the eager loop in `fit`, traced once by torch.compile into fused
+    kernels: the per-operation overhead of eager PyTorch dominates one-pattern steps.
+    """
+    names = [name for name, _ in model.named_parameters()]
+
+    def loss_of(params, x, y):
+        out = torch.func.functional_call(model, dict(zip(names, params)), (x,))  # (1, K, 10)
+        per_pattern = loss_fn(out, y, j)  # (1, K)
+        return per_pattern.sum(), (out, per_pattern)
+
+    def step(params, eps, x, y):
+        grads, (out, per_pattern) = torch.func.grad(loss_of, has_aux=True)(params, x, y)
+        torch._foreach_addcmul_(params, grads, eps, value=-1.0)
+        return out, per_pattern
+
+    return torch.compile(step, dynamic=False)
+
+
+ENGINES = ("eager", "compiled")
+
+
 def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
-        on_pass=None, on_progress=None) -> list:
+        on_pass=None, on_progress=None, engine: str = "eager") -> list:
     """Train one replica per seed (default: config.seed) and return a ReplicaResult each.
 
     start: optional resume point {"passes_done": n, "states": [...], "histories": [...]};
     on_pass(pass_number, results, model, optimizer) is called after every pass (checkpoints);
-    on_progress(patterns_done, patterns_total) during a pass.
+    on_progress(patterns_done, patterns_total) during a pass. engine "compiled" runs each
+    per-pattern SDLM/SGD update as one torch.compile'd function (same math, other rounding;
+    minibatch training always runs eagerly).
     """
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is not valid; choose one of {list(ENGINES)}")
     seeds = [int(s) for s in (seeds if seeds is not None else [config.seed])]
     K = len(seeds)
     model = LeNet5(config, replicas=K).initialize(seeds).to(device)
@@ -117,6 +145,13 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
     if start is not None and start.get("optimizer") is not None:
         optimizer.opt.load_state_dict(start["optimizer"])
     bs = config.batch_size
+    compiled = None
+    if engine == "compiled" and bs == 1 and config.optimizer in ("sdlm", "sgd"):
+        compiled = compiled_pattern_step(model, loss_fn, j)
+        detached = [p.detach() for p in params]  # same storage: updates land in the model
+        # Compile now, on copies with zero steps, so that no pass pays for it.
+        compiled([p.clone() for p in detached], [torch.zeros_like(p) for p in detached],
+                 x_train[:1].expand(K, -1, -1).unsqueeze(0).contiguous(), y_train[:1].expand(K).unsqueeze(0).contiguous())
 
     for pass_number in range(first_pass, config.epochs + 1):
         t0 = time.perf_counter()
@@ -141,6 +176,11 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
             ys = y_train[idx].t().contiguous()  # (B, K)
             outs, losses = [], []
             for b in range(0, xs.shape[0], bs):
+                if compiled is not None:
+                    out, per_pattern = compiled(detached, optimizer.eps, xs[b:b + 1], ys[b:b + 1])
+                    outs.append(out)
+                    losses.append(per_pattern)
+                    continue
                 out = model(xs[b:b + bs])  # (bs, K, 10)
                 per_pattern = loss_fn(out, ys[b:b + bs], j)  # (bs, K)
                 grads = torch.autograd.grad(per_pattern.mean(0).sum(), params)

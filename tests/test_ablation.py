@@ -76,7 +76,7 @@ def test_quick_runs_the_whole_pipeline(tmp_path, data_dir):
 
 def test_a_killed_ablation_loses_no_finished_run(tmp_path, data_dir):
     args = [sys.executable, "-m", "experiments.ablate", "--quick", "--only", "paper", "--only", "mle",
-            "--jobs", "1", "--epochs", "2", "--out", str(tmp_path), "--data-dir", str(data_dir)]
+            "--jobs", "1", "--epochs", "2", "--out", str(tmp_path), "--data-dir", str(data_dir), "--engine", "eager"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = tmp_path / "runs"

@@ -151,3 +151,19 @@ def test_train_command_rejects_bad_input_in_one_line(tmp_path):
         assert result.exit_code == 2, args
         assert fragment in result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("optimizer,patterns,tol", [
+    ("sdlm", 200, 1e-5),
+    ("sgd", 20, 1e-4),  # a step of 2.5e-3 on every weight amplifies rounding as fast as grouping does
+])
+def test_the_compiled_engine_follows_the_eager_loop(mnist, optimizer, patterns, tol):
+    config = small(optimizer=optimizer, train_size=patterns, sdlm_samples=20, eta_schedule=((1, 5e-5),))
+    eager = fit(config, mnist, seeds=[0, 1])
+    compiled = fit(config, mnist, seeds=[0, 1], engine="compiled")
+    for e, c in zip(eager, compiled):
+        for name, p in e.state.items():
+            torch.testing.assert_close(c.state[name], p, rtol=0, atol=tol, msg=name)
+        assert c.history[0]["train_error"] == pytest.approx(e.history[0]["train_error"], abs=5.0)
+    with pytest.raises(ValueError, match="eager"):
+        fit(config, mnist, engine="turbo")
