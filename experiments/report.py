@@ -169,10 +169,36 @@ def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> lis
         ax.legend()
         written.append(_save(fig, folder / "ablation.png"))
 
+    written.append(distortion_examples(folder, data_dir, plt))
+
     paper_runs = runs[(runs.variant == "paper") & (runs.status == "ok")] if len(runs) else runs
     if len(paper_runs):
         written.append(misclassified(out, paper_runs.sort_values("seed").iloc[0], folder, data_dir, plt))
     return written
+
+
+def distortion_examples(folder, data_dir, plt):
+    """Distorted versions of a few training digits, as drawn for seed 0 (the paper's Fig. 7)."""
+    from lenet1998.data import ink, load_mnist
+    from lenet1998.distortions import distort, sample_parameters
+    from lenet1998.train import STREAM_DISTORTIONS, generator
+
+    data = load_mnist(data_dir, download=False)
+    digits = ink(data.train_images[:6])  # (6, 32, 32)
+    copies = 9
+    params = sample_parameters(6 * copies, generator(0, STREAM_DISTORTIONS))
+    out = distort(digits.repeat_interleave(copies, 0), params).view(6, copies, 32, 32)
+    fig, axes = plt.subplots(6, copies + 1, figsize=(copies + 1, 6.3))
+    for i in range(6):
+        axes[i, 0].imshow(digits[i].numpy(), cmap="gray_r", vmin=0, vmax=1)
+        for c in range(copies):
+            axes[i, c + 1].imshow(out[i, c].numpy(), cmap="gray_r", vmin=0, vmax=1)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title("original", fontsize=8)
+    fig.suptitle("Random affine distortions on the 32x32 field (translation, scale, squeeze, shear)")
+    return _save(fig, folder / "distortions.png")
 
 
 def misclassified(out, run, folder, data_dir, plt):

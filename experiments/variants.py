@@ -55,6 +55,10 @@ _TABLE = [
     Variant("sum_subsampling", {"subsampling": "trainable_sum"}, "open question: S2/S4 sum their inputs (Sec. II-B) instead of averaging (II-A)"),
     Variant("unit_input", {"input_coding": "unit"}, "input -0.1/1.175 padded with -0.1 -> pixels in [0, 1] padded with 0"),
     Variant("modern", _MODERN, "every switch at once: max pool, full C3, ReLU, linear + softmax CE, Adam, PyTorch init, [0,1] input"),
+    Variant("paper+distortions", {"distortions": "affine"},
+            "the paper's LeNet-5 on 60,000 originals + 540,000 affine-distorted patterns (Sec. III-C)",
+            paper_test_error=0.8),
+    Variant("modern+distortions", {**_MODERN, "distortions": "affine"}, "`modern` on the same distortion pool"),
 ]
 
 VARIANTS = {v.name: v for v in _TABLE}

@@ -93,13 +93,21 @@ def load_mnist(data_dir=None, download=True) -> MNIST:
     return MNIST(train.data, train.targets.long(), test.data, test.targets.long())
 
 
+def ink(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float32 ink (N, 32, 32) in [0, 1], padded with background 0."""
+    p = images.to(torch.float32) / 255.0
+    return torch.nn.functional.pad(p, (PAD, PAD, PAD, PAD), value=0.0)  # (N, 32, 32)
+
+
+def code(ink32: torch.Tensor, coding: str = "paper") -> torch.Tensor:
+    """Ink in [0, 1] (background 0) -> the network's input values (see module docstring)."""
+    if coding == "paper":
+        return BACKGROUND + (FOREGROUND - BACKGROUND) * ink32  # background -0.1, padding included
+    if coding == "unit":
+        return ink32
+    raise ValueError(f"input_coding={coding!r} is not valid; choose one of ['paper', 'unit']")
+
+
 def encode(images: torch.Tensor, coding: str = "paper") -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 32, 32) as the network's input (see module docstring)."""
-    p = images.to(torch.float32) / 255.0
-    if coding == "paper":
-        x, background = BACKGROUND + (FOREGROUND - BACKGROUND) * p, BACKGROUND
-    elif coding == "unit":
-        x, background = p, 0.0
-    else:
-        raise ValueError(f"input_coding={coding!r} is not valid; choose one of ['paper', 'unit']")
-    return torch.nn.functional.pad(x, (PAD, PAD, PAD, PAD), value=background)  # (N, 32, 32)
+    return code(ink(images), coding)  # (N, 32, 32)

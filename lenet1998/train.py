@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import LeNetConfig
-from .data import MNIST, encode
+from .data import MNIST, code, encode, ink
+from .distortions import POOL_FACTOR, DistortionPool
 from .loss import LOSSES
 from .model import LeNet5
 from .sdlm import SDLM, PerPatternSGD
@@ -29,7 +30,7 @@ CHUNK = 2000  # patterns gathered at once for the per-pattern loop
 EVAL_BATCH = 1000
 
 # Streams of per-seed random numbers, so that no two uses share a generator.
-STREAM_ORDER, STREAM_HESSIAN = 1, 2
+STREAM_ORDER, STREAM_HESSIAN, STREAM_DISTORTIONS, STREAM_POOL = 1, 2, 3, 4
 
 
 def generator(seed: int, stream: int, pass_number: int = 0) -> torch.Generator:
@@ -63,7 +64,10 @@ class AdamStep:
 
 def pattern_order(config: LeNetConfig, seed: int, n: int, pass_number: int) -> torch.Tensor:
     """The order of the n training patterns in a pass: one constant random permutation
-    ("fixed", Appendix C) or a new one each pass ("reshuffle")."""
+    ("fixed", Appendix C) or a new one each pass ("reshuffle"). With distortions, a pass is
+    n patterns drawn without replacement from the pool of 10 n (Sec. III-C)."""
+    if config.distortions == "affine":
+        return torch.randperm(POOL_FACTOR * n, generator=generator(seed, STREAM_POOL, pass_number))[:n]
     p = 0 if config.order == "fixed" else pass_number
     return torch.randperm(n, generator=generator(seed, STREAM_ORDER, p))
 
@@ -136,6 +140,10 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
 
     n = config.train_size
     x_train = encode(data.train_images[:n], config.input_coding).to(device)  # (n, 32, 32)
+    pools = None
+    if config.distortions == "affine":  # one pool per replica, its distortions fixed by its seed
+        originals = ink(data.train_images[:n])
+        pools = [DistortionPool(originals, generator(s, STREAM_DISTORTIONS)) for s in seeds]
     y_train = data.train_labels[:n].to(device)
     x_test = encode(data.test_images, config.input_coding).to(device)
     y_test = data.test_labels.to(device)
@@ -172,7 +180,12 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
         loss_sum = torch.zeros(K, dtype=torch.float64)
         for s in range(0, n, CHUNK):
             idx = order[:, s:s + CHUNK]  # (K, B)
-            xs = x_train[idx].transpose(0, 1).contiguous()  # (B, K, 32, 32)
+            if pools is None:
+                xs = x_train[idx].transpose(0, 1).contiguous()  # (B, K, 32, 32)
+            else:
+                xs = torch.stack([code(pool.patterns(i), config.input_coding) for pool, i in zip(pools, idx)])
+                xs = xs.to(device).transpose(0, 1).contiguous()  # (B, K, 32, 32)
+                idx = idx % n  # the labels of distorted copies are their originals'
             ys = y_train[idx].t().contiguous()  # (B, K)
             outs, losses = [], []
             for b in range(0, xs.shape[0], bs):

@@ -29,7 +29,7 @@ def test_paper_variant_is_the_default_config():
     assert VARIANTS["paper"].paper_test_error == 0.95
 
 
-@pytest.mark.parametrize("name", [n for n in VARIANTS if n not in ("paper", "modern")])
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n not in ("paper", "modern", "modern+distortions")])
 def test_single_factor_variants_change_only_what_they_name(name):
     variant = VARIANTS[name]
     assert changed_fields(variant.config) == set(variant.changes)
@@ -40,7 +40,8 @@ def test_single_factor_variants_change_only_what_they_name(name):
 
 def test_modern_switches_every_piece():
     assert changed_fields(VARIANTS["modern"].config) == MODERN_FIELDS
-    singles = set().union(*(changed_fields(v.config) for n, v in VARIANTS.items() if n != "modern"))
+    assert changed_fields(VARIANTS["modern+distortions"].config) == MODERN_FIELDS | {"distortions"}
+    singles = set().union(*(changed_fields(v.config) for n, v in VARIANTS.items() if "modern" not in n))
     assert MODERN_FIELDS <= singles  # each switch of `modern` is also measured alone
 
 
@@ -106,3 +107,14 @@ def test_bench_runs_and_writes_its_tables(tmp_path, data_dir):
     csv = (tmp_path / "bench.csv").read_text()
     assert "plain per-pattern loop (reference)" in csv and "ratio_to_reference" in csv
     assert "Estimated wall time" in (tmp_path / "bench.md").read_text()
+
+
+def test_trainsize_quick_writes_its_table_and_figure(tmp_path, data_dir):
+    from experiments.trainsize import main as trainsize
+
+    result = CliRunner().invoke(trainsize, ["--quick", "--jobs", "1", "--engine", "eager", "--out", str(tmp_path),
+                                            "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "trainsize.md").read_text()
+    assert "| 500 | 2 |" in table and "| 2,000 | 2 |" in table
+    assert (tmp_path / "figures" / "trainsize.png").is_file()
