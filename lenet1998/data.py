@@ -111,3 +111,56 @@ def code(ink32: torch.Tensor, coding: str = "paper") -> torch.Tensor:
 def encode(images: torch.Tensor, coding: str = "paper") -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 (N, 32, 32) as the network's input (see module docstring)."""
     return code(ink(images), coding)  # (N, 32, 32)
+
+
+class ImageError(ValueError):
+    """An image file that cannot be read, or that holds no digit."""
+
+
+def read_image(path) -> torch.Tensor:
+    """A greyscale image file (PNG, JPEG, ...) as float32 (H, W) in [0, 1], 1 = white."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            grey = im.convert("L")
+            data = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(grey.height, grey.width)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ImageError(f"{path}: not a readable image ({e.__class__.__name__})") from None
+    return data.to(torch.float32) / 255.0
+
+
+def to_mnist(image: torch.Tensor, name: str = "image"):
+    """Any greyscale digit (H, W) in [0, 1] -> (MNIST-style uint8 28x28, polarity found).
+
+    As MNIST was made (Sec. III-A): ink made light-on-dark (the polarity is guessed from the
+    border, which is background), the digit cropped to its bounding box, scaled to fit a 20x20
+    box keeping its aspect ratio, and centred by its centre of mass in 28x28.
+    """
+    border = torch.cat([image[0], image[-1], image[:, 0], image[:, -1]])
+    polarity = "dark ink on light background" if border.mean() > 0.5 else "light ink on dark background"
+    ink_map = 1 - image if border.mean() > 0.5 else image.clone()
+    ink_map = (ink_map - ink_map.min()).clamp(min=0)
+    if ink_map.max() < 0.1:
+        raise ImageError(f"{name}: blank image, no digit found")
+    ink_map = ink_map / ink_map.max()
+    rows = (ink_map > 0.2).any(1).nonzero().flatten()
+    cols = (ink_map > 0.2).any(0).nonzero().flatten()
+    crop = ink_map[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    h, w = crop.shape
+    scale = 20.0 / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = torch.nn.functional.interpolate(crop[None, None], size=size, mode="bilinear", antialias=True,
+                                            align_corners=False)[0, 0].clamp(0, 1)
+    field = torch.zeros(28, 28)
+    top, left = (28 - size[0]) // 2, (28 - size[1]) // 2
+    field[top:top + size[0], left:left + size[1]] = small
+    mass = field.sum()
+    cy = float((field.sum(1) * torch.arange(28.0)).sum() / mass)
+    cx = float((field.sum(0) * torch.arange(28.0)).sum() / mass)
+    dy, dx = round(13.5 - cy), round(13.5 - cx)  # move the centre of mass to the field's centre
+    field = torch.roll(field, shifts=(dy, dx), dims=(0, 1))
+    return (field * 255).round().to(torch.uint8), polarity

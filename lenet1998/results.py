@@ -238,7 +238,42 @@ def load_trained(path: Path):
     """The one-replica LeNet5 stored in a checkpoint.pt, rebuilt from its own config."""
     from .model import LeNet5
 
-    config, state = load_checkpoint(path)
-    model = LeNet5(config)
-    model.load_replica_state(0, state)
+    try:
+        config, state = load_checkpoint(path)
+        model = LeNet5(config)
+        names = [n for n, _ in model.named_parameters()]
+        if sorted(names) != sorted(state):
+            raise ValueError(f"its parameters {sorted(state)} do not match its config's {sorted(names)}")
+        model.load_replica_state(0, state)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # not a checkpoint, or parameters that its config cannot hold
+        raise ResultsError(f"{path}: not a usable lenet1998 checkpoint ({str(e).splitlines()[0][:200]})") from None
     return model.eval()
+
+
+RELEASED = REPO / "results" / "released"
+
+
+def release(run_path: Path, variant: str, root: Path = RELEASED) -> Path:
+    """Copy a finished run's checkpoint, config and manifest to results/released/<variant>/."""
+    run_path = Path(run_path)
+    if not (run_path / "done").is_file():
+        raise ResultsError(f"{run_path} is not a finished run")
+    target = Path(root) / variant
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("checkpoint.pt", "config.json", "manifest.json", "metrics.csv"):
+        atomic_write_bytes(target / name, (run_path / name).read_bytes())
+    return target
+
+
+def load_pretrained(variant: str = "paper", root: Path = RELEASED):
+    """The released LeNet-5 of a variant ("paper", "modern", ...), rebuilt exactly from its
+    stored config; its manifest (with the recorded test error) is `model.manifest`."""
+    folder = Path(root) / variant
+    if not (folder / "checkpoint.pt").is_file():
+        available = sorted(p.name for p in Path(root).glob("*") if (p / "checkpoint.pt").is_file())
+        raise ResultsError(f"no released checkpoint for {variant!r}; available: {available}")
+    model = load_trained(folder / "checkpoint.pt")
+    model.manifest = read_manifest(folder)
+    return model
