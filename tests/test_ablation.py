@@ -62,7 +62,8 @@ def test_bad_input_is_a_usage_error_without_traceback(tmp_path):
 
 
 def test_quick_runs_the_whole_pipeline(tmp_path, data_dir):
-    result = CliRunner().invoke(ablate, ["--quick", "--jobs", "2", "--out", str(tmp_path), "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(ablate, ["--quick", "--jobs", "2", "--engine", "eager", "--out", str(tmp_path),
+                                         "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     for name in ("runs.csv", "ablation.csv", "ablation.md", "paper.csv", "figures/test_error_per_pass.png",
                  "figures/ablation.png", "figures/misclassified.png"):
