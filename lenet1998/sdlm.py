@@ -75,7 +75,8 @@ class SDLM:
         self.set_steps(eta)
 
     def set_steps(self, eta: float):
-        self.eps = [eta / (self.mu + h) for h in self.h]
+        # Contiguous like the parameters, so that a compiled step sees the same layout every pass.
+        self.eps = [(eta / (self.mu + h)).contiguous() for h in self.h]
 
     @torch.no_grad()
     def step(self, grads):

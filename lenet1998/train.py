@@ -109,6 +109,7 @@ def compiled_pattern_step(model: LeNet5, loss_fn, j):
         torch._foreach_addcmul_(params, grads, eps, value=-1.0)
         return out, per_pattern
 
+    torch._dynamo.reset()  # a new model: start from an empty cache, not a recompile of the last one
     return torch.compile(step, dynamic=False)
 
 
