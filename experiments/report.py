@@ -119,7 +119,7 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
         diff = "–" if r.variant == "paper" else f"{fmt(r.diff_to_paper, '+.2f')} [{fmt(r.diff_ci95_low, '+.2f')}, {fmt(r.diff_ci95_high, '+.2f')}]"
         lines.append(f"| {r.variant} | {r.what} | {r.n_seeds} | {err} | {fmt(r.train_error_mean)} | {diff} | "
                      f"{fmt(r.paper_test_error)} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + missing_line(table)) + "\n"
 
 
 def paper_csv() -> str:
@@ -280,7 +280,12 @@ def readme_section(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     for r in table.itertuples():
         lines.append(f"| {r.variant} | {r.n_seeds} | {fmt(r.test_error_mean)} ± {fmt(r.test_error_std)} | "
                      f"{fmt(r.paper_test_error)} |")
-    return "\n".join(lines)
+    return "\n".join(lines + missing_line(table))
+
+
+def missing_line(table: pd.DataFrame) -> list:
+    missing = [name for name in VARIANTS if name not in set(table.variant if len(table) else [])]
+    return ["", "Not run yet: " + ", ".join(f"`{m}`" for m in missing) + "."] if missing else []
 
 
 def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readme=None) -> list:
