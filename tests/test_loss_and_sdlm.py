@@ -34,6 +34,9 @@ def test_map_loss_is_finite_for_huge_penalties():
     assert torch.isfinite(loss).all()
     # All penalties far above j: the rubbish term dominates, E = y_D - j.
     assert float(loss) == pytest.approx(5e3 - 10.0)
+    # A large j: every exp underflows in float32, and log(sum(exp)) would be log(0).
+    big = map_loss(y, torch.tensor([[3]]), 1000.0)
+    assert float(big) == pytest.approx(5e3 - 1000.0)
     y.requires_grad_()
     (g,) = torch.autograd.grad(map_loss(y, torch.tensor([[3]]), 10.0).sum(), y)
     assert torch.isfinite(g).all()
