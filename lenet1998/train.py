@@ -158,10 +158,10 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
     if engine == "compiled" and bs == 1 and config.optimizer in ("sdlm", "sgd"):
         compiled = compiled_pattern_step(model, loss_fn, j)
         detached = [p.detach() for p in params]  # same storage: updates land in the model
-        # Compile now, on copies with zero steps, so that no pass pays for it.
         # Fixed input buffers: the compiled step always sees the same shapes and strides.
         x_buf = torch.zeros(1, K, 32, 32, device=device)
         y_buf = torch.zeros(1, K, dtype=torch.long, device=device)
+        # Compile now, on copies with zero steps, so that no pass pays for it.
         compiled([p.clone() for p in detached], [torch.zeros_like(p) for p in detached], x_buf, y_buf)
 
     for pass_number in range(first_pass, config.epochs + 1):
