@@ -3,18 +3,24 @@
     python -m experiments.bench                 # about 5 minutes on a 2-core CPU
     python -m experiments.bench --patterns 500  # a quick look
 
-Cases, each on the same machine in the same process, one torch thread:
-  (a) reference: a plain per-pattern loop (model, loss, backward, per-parameter SDLM step);
+Cases, each on the same machine in the same run, one torch thread unless said:
+  (a) reference: a plain per-pattern loop (model, loss, backward, per-parameter SDLM step),
+      on one torch thread and on torch's default thread count; the faster is the reference;
   (b) `fit` with K = 1, 3, 8, 16, 32, 64 replicas, each replica updated after every pattern,
       with the eager and the compiled engine;
-  (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop.
+  (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop;
+  (d) both cores: two processes side by side (what `ablate --jobs 2` does), each training
+      its own K replicas with the compiled engine, and, for comparison, two plain loops side
+      by side. Timed from a common start (a barrier after a warm-up chunk) to the last
+      process's end, so the total counts only time when both share the machine.
 Per case it reports patterns per second per replica and in total, and the ratio of the total
 to the reference of its kind. Writes results/bench.csv and results/bench.md, with an estimate
-of the wall time of the default ablation grid. On CUDA, where present, the cases run there too.
+of the wall time of the default ablation grid. On CUDA, where present, cases (a)-(c) run there too.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -27,18 +33,21 @@ from lenet1998.data import encode, load_mnist, resolve_data_dir
 from lenet1998.loss import map_loss
 from lenet1998.model import LeNet5
 from lenet1998.results import atomic_write_text, check_writable, cpu_model
-from lenet1998.train import fit
+from lenet1998.train import CHUNK, fit
 
 from .common import data_dir_option, one_line_errors
 
 
-def plain_per_pattern(data, patterns, device):
-    """(a) The reference: the loop a PyTorch user writes for batch size 1."""
+def plain_per_pattern(data, patterns, device, ready=None):
+    """(a) The reference: the loop a PyTorch user writes for batch size 1.
+    ready(): called just before the clock starts (the side-by-side case waits there)."""
     config = LeNetConfig()
     model = LeNet5(config).initialize([0]).to(device)
     eps = [torch.full_like(p, 1e-3) for p in model.parameters()]
     x = encode(data.train_images[:patterns], "paper").to(device)
     y = data.train_labels[:patterns].to(device)
+    if ready is not None:
+        ready()
     start = time.perf_counter()
     for i in range(patterns):
         out = model(x[i:i + 1].unsqueeze(1))  # (1, 1, 10)
@@ -58,6 +67,53 @@ def engine(data, patterns, replicas, device, kind="eager", **changes):
     results = fit(config, data, seeds=list(range(replicas)), device=device, engine=kind)
     record = results[0].history[0]
     return record["train_time_s"] - record.get("hessian_time_s", 0.0)
+
+
+def side_by_side_worker(rank, case, data_dir, patterns, replicas, barrier, queue):
+    """(d) One of two processes: train, wait at the barrier after a warm-up, report
+    (patterns timed, start, end) in wall-clock time shared by both processes."""
+    try:
+        torch.set_num_threads(1)
+        data = load_mnist(data_dir)
+        if case == "plain":
+            def ready():
+                barrier.wait(timeout=900)
+            seconds = plain_per_pattern(data, patterns, "cpu", ready)
+            end = time.time()
+            queue.put((rank, patterns, end - seconds, end))
+            return
+        marks = {}
+
+        def on_progress(done, total):  # after each chunk of patterns
+            if "start" not in marks:  # the first chunk is the warm-up
+                barrier.wait(timeout=900)
+                marks.update(start=time.time(), first=done)
+            marks.update(end=time.time(), done=done)
+
+        seeds = list(range(rank * replicas, (rank + 1) * replicas))
+        fit(LeNetConfig(epochs=1, train_size=patterns), data, seeds=seeds, engine="compiled", on_progress=on_progress)
+        queue.put((rank, (marks["done"] - marks["first"]) * replicas, marks["start"], marks["end"]))
+    except Exception as e:  # reported by the parent as one line
+        barrier.abort()
+        queue.put((rank, None, repr(e), None))
+
+
+def side_by_side(case, data_dir, patterns, replicas, processes=2):
+    """Total patterns per second of `processes` processes sharing the machine."""
+    context = multiprocessing.get_context("spawn")
+    barrier, queue = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=side_by_side_worker, args=(r, case, str(resolve_data_dir(data_dir)), patterns,
+                                                                  replicas, barrier, queue)) for r in range(processes)]
+    for w in workers:
+        w.start()
+    reports = [queue.get(timeout=1800) for _ in workers]
+    for w in workers:
+        w.join()
+    failed = [r for r in reports if r[1] is None]
+    if failed:
+        raise RuntimeError(f"side-by-side {case} worker failed: {failed[0][2]}")
+    total = sum(r[1] for r in reports)
+    return total, max(r[3] for r in reports) - min(r[2] for r in reports)
 
 
 def plain_minibatch(data_dir, patterns, batch, device):
@@ -88,12 +144,13 @@ def plain_minibatch(data_dir, patterns, batch, device):
               default=(1, 3, 8, 16, 32, 64), show_default=True)
 @click.option("--minibatch-patterns", type=click.IntRange(min=64, max=60000), default=12800, show_default=True,
               help="Patterns per replica in each minibatch case.")
+@click.option("--side-by-side", "side_counts", type=click.IntRange(min=1), multiple=True, default=(16, 32),
+              show_default=True, help="K per process in the two-process case (d); repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @data_dir_option
 @one_line_errors
-def main(patterns, replica_counts, minibatch_patterns, out, data_dir):
+def main(patterns, replica_counts, minibatch_patterns, side_counts, out, data_dir):
     """Measure training throughput and write bench.csv / bench.md."""
-    torch.set_num_threads(1)
     out = check_writable(out)
     data = load_mnist(data_dir)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -104,9 +161,18 @@ def main(patterns, replica_counts, minibatch_patterns, out, data_dir):
                      "patterns_per_s_per_replica": n / seconds, "patterns_per_s_total": n * replicas / seconds})
         click.echo(f"{device:4s} {case:38s} K={replicas:3d}  {n * replicas / seconds:9.0f} patterns/s total")
 
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     for device in devices:
-        add(device, "plain per-pattern loop (reference)", "per_pattern", 1, patterns,
-            plain_per_pattern(data, patterns, device))
+        plain_1 = plain_per_pattern(data, patterns, device)
+        torch.set_num_threads(default_threads)
+        plain_default = plain_per_pattern(data, patterns, device)
+        torch.set_num_threads(1)
+        faster = min(plain_1, plain_default)
+        add(device, "plain per-pattern loop (reference)", "per_pattern", 1, patterns, faster)
+        slower_threads = default_threads if faster == plain_1 else 1
+        add(device, f"plain per-pattern loop, {slower_threads} torch thread(s)", "per_pattern", 1, patterns,
+            max(plain_1, plain_default))
         for kind in ("eager", "compiled"):
             for k in replica_counts:
                 add(device, f"fit, per-pattern SDLM, lockstep, {kind}", "per_pattern", k, patterns,
@@ -117,6 +183,13 @@ def main(patterns, replica_counts, minibatch_patterns, out, data_dir):
         for k in (1, 3):
             add(device, "fit, Adam b=64, in-memory tensors", "minibatch", k, mb,
                 engine(data, mb, k, device, optimizer="adam", output="linear", loss="cross_entropy", batch_size=64))
+    # (d) both cores, two processes of one torch thread each; `fit` times after a warm-up chunk
+    side_patterns = patterns + CHUNK
+    total, seconds = side_by_side("plain", data_dir, patterns, 1)
+    add("cpu", "2 processes side by side: plain loops", "per_pattern", 2, total / 2, seconds)
+    for k in side_counts:
+        total, seconds = side_by_side("fit", data_dir, side_patterns, k)
+        add("cpu", "2 processes side by side: fit, compiled", "per_pattern", 2 * k, total / (2 * k), seconds)
     table = pd.DataFrame(rows)
     reference = table[table.case.str.contains("reference")].set_index(["device", "kind"]).patterns_per_s_total
     table["ratio_to_reference"] = [r.patterns_per_s_total / reference[(r.device, r.kind)] for r in table.itertuples()]
@@ -142,17 +215,30 @@ def grid_estimate(table, device="cpu"):
     return seconds / 2 / 3600, len(VARIANTS)
 
 
+def reference_total(table, device="cpu", kind="per_pattern"):
+    rows = table[(table.case.str.contains("reference")) & (table.device == device) & (table.kind == kind)]
+    return float(rows.patterns_per_s_total.iloc[0])
+
+
 def render(table, patterns):
     lines = [
         "# Training throughput", "",
         f"Measured by `python -m experiments.bench --patterns {patterns}` in one run: "
-        f"{cpu_model()}, {torch.get_num_threads()} torch thread, torch {torch.__version__}. "
-        "Patterns per second; ratio = total throughput / the plain loop of the same kind on the same device.", "",
+        f"{cpu_model()}, {multiprocessing.cpu_count()} cores, torch {torch.__version__}, one torch thread per "
+        "process unless the case says otherwise. Patterns per second; ratio = total throughput / the reference "
+        "(the faster single-process plain loop) of the same kind on the same device.", "",
         "| device | case | K | per replica | total | ratio |", "|---|---|---:|---:|---:|---:|",
     ]
     for r in table.itertuples():
         lines.append(f"| {r.device} | {r.case} | {r.replicas} | {r.patterns_per_s_per_replica:.0f} | "
                      f"{r.patterns_per_s_total:.0f} | {r.ratio_to_reference:.2f}x |")
+    side = table[table.case.str.startswith("2 processes")].set_index("case")
+    if len(side):
+        plain2 = side.loc["2 processes side by side: plain loops", "patterns_per_s_total"]
+        fits = table[table.case == "2 processes side by side: fit, compiled"]
+        best = fits.patterns_per_s_total.max()
+        lines += ["", f"Both cores: the fastest two-process engine case runs **{best / plain2:.2f}x** two plain loops "
+                  f"side by side (per core), and {best / reference_total(table):.2f}x the single plain loop."]
     try:
         hours, n = grid_estimate(table)
         lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x "

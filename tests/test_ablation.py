@@ -103,10 +103,11 @@ def test_bench_runs_and_writes_its_tables(tmp_path, data_dir):
     from experiments.bench import main as bench
 
     result = CliRunner().invoke(bench, ["--patterns", "100", "--replicas", "1", "--replicas", "2",
-                                        "--minibatch-patterns", "128", "--out", str(tmp_path), "--data-dir", str(data_dir)])
+                                        "--minibatch-patterns", "128", "--side-by-side", "1", "--out", str(tmp_path), "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     csv = (tmp_path / "bench.csv").read_text()
     assert "plain per-pattern loop (reference)" in csv and "ratio_to_reference" in csv
+    assert "2 processes side by side: fit, compiled" in csv and "2 processes side by side: plain loops" in csv
     assert "Estimated wall time" in (tmp_path / "bench.md").read_text()
 
 
