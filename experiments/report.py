@@ -68,7 +68,9 @@ def collect_runs(out: Path, seeds: int, epochs: int, train_size: int) -> pd.Data
                 "train_error_eval": m.get("final_train_error_eval"), "passes": m["passes"],
                 "params": params, "connections": connections, "git_commit": m["git_commit"][:12],
                 "git_dirty": m["git_dirty"], "torch": m["torch"], "device": m["device"], "cpu": m["cpu"],
-                "threads": m["threads"], "wall_time_s": round(m["wall_time_s"], 1), "run": folder.path.name,
+                "threads": m["threads"], "wall_time_s": round(m["wall_time_s"], 1),
+                "pass_time_s": round(float(pd.read_csv(folder.path / "metrics.csv").wall_time_s.sum()), 1),
+                "replicas_in_group": m.get("replicas_in_group", 1), "run": folder.path.name,
             })
     return pd.DataFrame(rows)
 
@@ -100,7 +102,7 @@ def fmt(x, spec=".2f"):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
+def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: int, runs=None) -> str:
     lines = [
         f"# Ablation: MNIST test error (%) after pass {epochs}",
         "",
@@ -119,7 +121,18 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
         diff = "–" if r.variant == "paper" else f"{fmt(r.diff_to_paper, '+.2f')} [{fmt(r.diff_ci95_low, '+.2f')}, {fmt(r.diff_ci95_high, '+.2f')}]"
         lines.append(f"| {r.variant} | {r.what} | {r.n_seeds} | {err} | {fmt(r.train_error_mean)} | {diff} | "
                      f"{fmt(r.paper_test_error)} |")
-    return "\n".join(lines + missing_line(table)) + "\n"
+    return "\n".join(lines + missing_line(table) + machine_time_line(runs if runs is not None else pd.DataFrame())) + "\n"
+
+
+def machine_time_line(runs: pd.DataFrame) -> list:
+    """The grid's cost from its run folders: each run's passes (training, h_kk estimate and
+    evaluation; `pass_time_s`, summed over resumed stretches) shared by its lockstep group."""
+    if not len(runs):
+        return []
+    hours = float((runs.pass_time_s / runs.replicas_in_group).sum()) / 3600
+    return ["", f"Machine time of these {len(runs)} runs, from their run folders: {hours:.1f} h of one "
+            f"process (per-pass wall times divided by the lockstep group size; compiling and loading not "
+            f"counted), so about {hours / 2:.1f} h of wall time with `--jobs 2` on this 2-core machine."]
 
 
 def paper_csv() -> str:
@@ -300,7 +313,7 @@ def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readm
     written = []
     for name, text in [("runs.csv", runs.to_csv(index=False)),
                        ("ablation.csv", table.to_csv(index=False, float_format="%.4f")),
-                       ("ablation.md", ablation_markdown(table, seeds, epochs, train_size)),
+                       ("ablation.md", ablation_markdown(table, seeds, epochs, train_size, runs)),
                        ("paper.csv", paper_csv())]:
         atomic_write_text(out / name, text)
         written.append(out / name)
@@ -317,7 +330,7 @@ def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readm
     if readme is not None and len(table):
         repo = Path(readme).parent
         sections = {repo / "README.md": readme_section(table, runs),
-                    repo / "REPRODUCING.md": "### Ablation (generated)\n\n" + ablation_markdown(table, seeds, epochs, train_size).split("\n", 2)[2]
+                    repo / "REPRODUCING.md": "### Ablation (generated)\n\n" + ablation_markdown(table, seeds, epochs, train_size, runs).split("\n", 2)[2]
                     + ("\n### The paper variant per pass (generated)\n\n" + paper_md if paper_md else "")}
         for path, section in sections.items():
             if path.is_file() and fill_section(path, section):
