@@ -111,6 +111,18 @@ def test_bench_runs_and_writes_its_tables(tmp_path, data_dir):
     assert "Estimated wall time" in (tmp_path / "bench.md").read_text()
 
 
+def test_profile_accounts_for_the_whole_step(tmp_path):
+    from experiments.profile import main as profile
+
+    result = CliRunner().invoke(profile, ["--replicas", "2", "--steps", "10", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "profile.md").read_text()
+    shares = [int(line.rsplit("|", 2)[1].strip().rstrip("%")) for line in text.split("| where | share |")[1]
+              .split("\n\n")[0].splitlines()[2:]]
+    assert 97 <= sum(shares) <= 103  # rounded percentages of one whole
+    assert "batched matrix products" in text
+
+
 def test_trainsize_quick_writes_its_table_and_figure(tmp_path, data_dir):
     from experiments.trainsize import main as trainsize
 
