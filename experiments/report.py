@@ -338,14 +338,14 @@ def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readm
     return written
 
 
-def fill_section(path: Path, section: str) -> bool:
-    """Replace the text between the results markers of `path`; False if it has none."""
+def fill_section(path: Path, section: str, start: str = README_START, end: str = README_END) -> bool:
+    """Replace the text between the markers `start` and `end` of `path`; False if it has none."""
     text = path.read_text()
-    if README_START not in text or README_END not in text:
+    if start not in text or end not in text:
         return False
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    atomic_write_text(path, head + README_START + "\n" + section + "\n" + README_END + tail)
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, head + start + "\n" + section + "\n" + end + tail)
     return True
 
 

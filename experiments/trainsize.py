@@ -22,7 +22,7 @@ from lenet1998.paper import FIG6
 from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest
 
 from .ablate import run_job
-from .report import fmt
+from .report import fill_section, fmt
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .variants import VARIANTS, budget
 
@@ -44,7 +44,12 @@ def collect(out: Path, sizes, seeds, epochs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_tables(out: Path, runs: pd.DataFrame, epochs: int) -> list:
+TRAINSIZE_START, TRAINSIZE_END = "<!-- trainsize:start -->", "<!-- trainsize:end -->"
+
+
+def write_tables(out: Path, runs: pd.DataFrame, epochs: int, reproducing: Path | None = None) -> list:
+    """trainsize.csv/.md and figures/trainsize.png under `out`; the table also goes between the
+    trainsize markers of `reproducing`, when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,6 +75,9 @@ def write_tables(out: Path, runs: pd.DataFrame, epochs: int) -> list:
     atomic_write_text(out / "trainsize.csv", table.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(out / "trainsize.md", "\n".join(lines) + "\n")
     written = [out / "trainsize.csv", out / "trainsize.md"]
+    if reproducing is not None and reproducing.is_file() and len(table):
+        if fill_section(reproducing, "\n".join(lines[2:]), TRAINSIZE_START, TRAINSIZE_END):
+            written.append(reproducing)
     if len(ok):
         sns.set_theme(style="whitegrid")
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -120,7 +128,8 @@ def main(sizes, seeds, epochs, jobs, out, quick, data_dir, device, engine):
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in cf.as_completed([pool.submit(run_job, *a) for a in args]):
                 click.echo(f"== {future.result()} done")
-    paths = write_tables(out, collect(out, sizes, seeds, epochs), epochs)
+    reproducing = None if quick else Path(__file__).resolve().parent.parent / "REPRODUCING.md"
+    paths = write_tables(out, collect(out, sizes, seeds, epochs), epochs, reproducing)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
