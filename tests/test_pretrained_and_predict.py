@@ -17,7 +17,7 @@ def released(variant):
     return load_pretrained(variant)
 
 
-@pytest.mark.parametrize("variant", ["paper", "modern"])
+@pytest.mark.parametrize("variant", ["paper", "modern", "paper+distortions"])
 def test_released_models_reproduce_their_recorded_test_error(variant, mnist):
     model = released(variant)
     error = float(evaluate(model, encode(mnist.test_images, model.config.input_coding), mnist.test_labels)[0])
