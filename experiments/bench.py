@@ -144,7 +144,7 @@ def plain_minibatch(data_dir, patterns, batch, device):
               default=(1, 3, 8, 16, 32, 64), show_default=True)
 @click.option("--minibatch-patterns", type=click.IntRange(min=64, max=60000), default=12800, show_default=True,
               help="Patterns per replica in each minibatch case.")
-@click.option("--side-by-side", "side_counts", type=click.IntRange(min=1), multiple=True, default=(16, 32),
+@click.option("--side-by-side", "side_counts", type=click.IntRange(min=1), multiple=True, default=(3, 16, 32),
               show_default=True, help="K per process in the two-process case (d); repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @data_dir_option
@@ -156,10 +156,12 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, data_di
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
 
-    def add(device, case, kind, replicas, n, seconds):
-        rows.append({"device": device, "case": case, "kind": kind, "replicas": replicas,
-                     "patterns_per_s_per_replica": n / seconds, "patterns_per_s_total": n * replicas / seconds})
-        click.echo(f"{device:4s} {case:38s} K={replicas:3d}  {n * replicas / seconds:9.0f} patterns/s total")
+    def add(device, case, kind, replicas, n, seconds, processes=1):
+        """n patterns per replica in `seconds`; `replicas` per process."""
+        total = n * replicas * processes / seconds
+        rows.append({"device": device, "case": case, "kind": kind, "processes": processes, "replicas": replicas,
+                     "patterns_per_s_per_replica": n / seconds, "patterns_per_s_total": total})
+        click.echo(f"{device:4s} {case:38s} {processes}x K={replicas:3d}  {total:9.0f} patterns/s total")
 
     default_threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -186,10 +188,10 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, data_di
     # (d) both cores, two processes of one torch thread each; `fit` times after a warm-up chunk
     side_patterns = patterns + CHUNK
     total, seconds = side_by_side("plain", data_dir, patterns, 1)
-    add("cpu", "2 processes side by side: plain loops", "per_pattern", 2, total / 2, seconds)
+    add("cpu", "2 processes side by side: plain loops", "per_pattern", 1, total / 2, seconds, processes=2)
     for k in side_counts:
         total, seconds = side_by_side("fit", data_dir, side_patterns, k)
-        add("cpu", "2 processes side by side: fit, compiled", "per_pattern", 2 * k, total / (2 * k), seconds)
+        add("cpu", "2 processes side by side: fit, compiled", "per_pattern", k, total / (2 * k), seconds, processes=2)
     table = pd.DataFrame(rows)
     reference = table[table.case.str.contains("reference")].set_index(["device", "kind"]).patterns_per_s_total
     table["ratio_to_reference"] = [r.patterns_per_s_total / reference[(r.device, r.kind)] for r in table.itertuples()]
@@ -199,20 +201,23 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, data_di
 
 
 def grid_estimate(table, device="cpu"):
-    """Hours for the default ablation grid (3 seeds, 20 passes, 2 processes) on `device`."""
+    """(hours, variants, measured side by side?) for the default ablation grid (3 seeds,
+    20 passes, 2 processes) on `device`."""
     from .variants import VARIANTS
 
     cpu = table[table.device == device]
     per_pattern = cpu[cpu.case == "fit, per-pattern SDLM, lockstep, compiled"].set_index("replicas").patterns_per_s_total
     minibatch = cpu[cpu.case.str.startswith("fit, Adam")].set_index("replicas").patterns_per_s_total
-    # Three seeds in lockstep (the compiled engine): measured at K=3 if there, else the K=1 total.
-    k3 = per_pattern.get(3, per_pattern.get(1))
+    side = cpu[cpu.case == "2 processes side by side: fit, compiled"].set_index("replicas").patterns_per_s_total
+    # Three seeds in lockstep (the compiled engine), one variant per process: the measured two
+    # processes of K=3 (per process: half the total), else one process alone at K=3 or K=1.
+    k3 = side[3] / 2 if 3 in side.index else per_pattern.get(3, per_pattern.get(1))
     seconds = 0.0
     for variant in VARIANTS.values():
         config = variant.config
         total = 3 * config.epochs * config.train_size
         seconds += total / (minibatch.get(3) if config.optimizer == "adam" else k3)
-    return seconds / 2 / 3600, len(VARIANTS)
+    return seconds / 2 / 3600, len(VARIANTS), 3 in side.index
 
 
 def reference_total(table, device="cpu", kind="per_pattern"):
@@ -227,10 +232,12 @@ def render(table, patterns):
         f"{cpu_model()}, {multiprocessing.cpu_count()} cores, torch {torch.__version__}, one torch thread per "
         "process unless the case says otherwise. Patterns per second; ratio = total throughput / the reference "
         "(the faster single-process plain loop) of the same kind on the same device.", "",
+        "K: replicas per process (processes x replicas where two run side by side).", "",
         "| device | case | K | per replica | total | ratio |", "|---|---|---:|---:|---:|---:|",
     ]
     for r in table.itertuples():
-        lines.append(f"| {r.device} | {r.case} | {r.replicas} | {r.patterns_per_s_per_replica:.0f} | "
+        k = f"{r.processes}x{r.replicas}" if r.processes > 1 else f"{r.replicas}"
+        lines.append(f"| {r.device} | {r.case} | {k} | {r.patterns_per_s_per_replica:.0f} | "
                      f"{r.patterns_per_s_total:.0f} | {r.ratio_to_reference:.2f}x |")
     side = table[table.case.str.startswith("2 processes")].set_index("case")
     if len(side):
@@ -240,10 +247,12 @@ def render(table, patterns):
         lines += ["", f"Both cores: the fastest two-process engine case runs **{best / plain2:.2f}x** two plain loops "
                   f"side by side (per core), and {best / reference_total(table):.2f}x the single plain loop."]
     try:
-        hours, n = grid_estimate(table)
+        hours, n, shared = grid_estimate(table)
+        source = ("the 2x3 side-by-side row for per-pattern variants, the minibatch K=3 row for Adam" if shared else
+                  "the single-process K=3 and minibatch rows, assuming the two jobs do not slow each other")
         lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x "
-                  f"20 passes, 3 seeds in lockstep per variant, compiled engine, `--jobs 2`, from the K=3 and minibatch "
-                  f"rows above): **{hours:.1f} h** on this machine."]
+                  f"20 passes, 3 seeds in lockstep per variant, compiled engine, `--jobs 2`; from {source}; "
+                  f"h_kk estimates, evaluation and distortions not counted): **{hours:.1f} h** on this machine."]
     except Exception as e:  # the estimate is a convenience; the table stands alone
         lines += ["", f"(no grid estimate: {e})"]
     return "\n".join(lines) + "\n"
