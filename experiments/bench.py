@@ -21,6 +21,7 @@ of the wall time of the default ablation grid. On CUDA, where present, cases (a)
 from __future__ import annotations
 
 import multiprocessing
+import re
 import time
 from pathlib import Path
 
@@ -147,11 +148,21 @@ def plain_minibatch(data_dir, patterns, batch, device):
 @click.option("--side-by-side", "side_counts", type=click.IntRange(min=1), multiple=True, default=(3, 16, 32),
               show_default=True, help="K per process in the two-process case (d); repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--render-only", is_flag=True, help="Measure nothing: rewrite bench.md from the bench.csv in --out.")
 @data_dir_option
 @one_line_errors
-def main(patterns, replica_counts, minibatch_patterns, side_counts, out, data_dir):
+def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_only, data_dir):
     """Measure training throughput and write bench.csv / bench.md."""
     out = check_writable(out)
+    if render_only:
+        path = Path(out) / "bench.csv"
+        if not path.is_file():
+            raise click.UsageError(f"--render-only: no {path} to render")
+        old = (Path(out) / "bench.md").read_text() if (Path(out) / "bench.md").is_file() else ""
+        measured = re.search(r"--patterns (\d+)", old)  # the command line the table was measured with
+        atomic_write_text(Path(out) / "bench.md", render(pd.read_csv(path), int(measured[1]) if measured else patterns))
+        click.echo(f"wrote {Path(out) / 'bench.md'}")
+        return
     data = load_mnist(data_dir)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
@@ -195,14 +206,14 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, data_di
     table = pd.DataFrame(rows)
     reference = table[table.case.str.contains("reference")].set_index(["device", "kind"]).patterns_per_s_total
     table["ratio_to_reference"] = [r.patterns_per_s_total / reference[(r.device, r.kind)] for r in table.itertuples()]
-    atomic_write_text(Path(out) / "bench.csv", table.to_csv(index=False, float_format="%.4g"))
+    atomic_write_text(Path(out) / "bench.csv", table.to_csv(index=False))  # full precision: bench.md renders from it
     atomic_write_text(Path(out) / "bench.md", render(table, patterns))
     click.echo(f"wrote {Path(out) / 'bench.csv'} and {Path(out) / 'bench.md'}")
 
 
 def grid_estimate(table, device="cpu"):
-    """(hours, variants, measured side by side?) for the default ablation grid (3 seeds,
-    20 passes, 2 processes) on `device`."""
+    """(hours, variants, measured side by side?, hours of the core variants, core variants) for
+    the default ablation grid (3 seeds, 20 passes, 2 processes) on `device`."""
     from .variants import VARIANTS
 
     cpu = table[table.device == device]
@@ -212,12 +223,15 @@ def grid_estimate(table, device="cpu"):
     # Three seeds in lockstep (the compiled engine), one variant per process: the measured two
     # processes of K=3 (per process: half the total), else one process alone at K=3 or K=1.
     k3 = side[3] / 2 if 3 in side.index else per_pattern.get(3, per_pattern.get(1))
-    seconds = 0.0
+    seconds = {"all": 0.0, "core": 0.0}
     for variant in VARIANTS.values():
         config = variant.config
         total = 3 * config.epochs * config.train_size
-        seconds += total / (minibatch.get(3) if config.optimizer == "adam" else k3)
-    return seconds / 2 / 3600, len(VARIANTS), 3 in side.index
+        t = total / (minibatch.get(3) if config.optimizer == "adam" else k3)
+        seconds["all"] += t
+        seconds["core"] += t if variant.core else 0.0
+    n_core = sum(v.core for v in VARIANTS.values())
+    return seconds["all"] / 2 / 3600, len(VARIANTS), 3 in side.index, seconds["core"] / 2 / 3600, n_core
 
 
 def reference_total(table, device="cpu", kind="per_pattern"):
@@ -247,12 +261,14 @@ def render(table, patterns):
         lines += ["", f"Both cores: the fastest two-process engine case runs **{best / plain2:.2f}x** two plain loops "
                   f"side by side (per core), and {best / reference_total(table):.2f}x the single plain loop."]
     try:
-        hours, n, shared = grid_estimate(table)
+        hours, n, shared, core_hours, n_core = grid_estimate(table)
         source = ("the 2x3 side-by-side row for per-pattern variants, the minibatch K=3 row for Adam" if shared else
                   "the single-process K=3 and minibatch rows, assuming the two jobs do not slow each other")
         lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x "
                   f"20 passes, 3 seeds in lockstep per variant, compiled engine, `--jobs 2`; from {source}; "
-                  f"h_kk estimates, evaluation and distortions not counted): **{hours:.1f} h** on this machine."]
+                  f"h_kk estimates, evaluation and distortions not counted): **{hours:.1f} h** on this machine; "
+                  f"the {n_core} core variants alone (`paper`, one switch per paper piece, `modern`; "
+                  f"`--only` each): **{core_hours:.1f} h**."]
     except Exception as e:  # the estimate is a convenience; the table stands alone
         lines += ["", f"(no grid estimate: {e})"]
     return "\n".join(lines) + "\n"

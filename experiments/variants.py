@@ -21,6 +21,7 @@ class Variant:
     what: str = ""
     coupled: str = ""  # why more than one field moves, if it does
     paper_test_error: float | None = None  # the paper's own number, where it has one
+    core: bool = True  # False: added beyond `paper`, one switch per paper piece, and `modern`
 
     @property
     def config(self) -> LeNetConfig:
@@ -41,7 +42,8 @@ _TABLE = [
     Variant("full_c3", {"c3_table": "full"}, "C3 connection table (Table I) -> every S2 map feeds every C3 map"),
     Variant("relu", {"squashing": "relu"}, "f = 1.7159 tanh(2/3 a) -> ReLU on C1..F6",
             coupled="F6 >= 0 can no longer reach the -1 entries of the RBF codes; kept as is (single factor)"),
-    Variant("tanh", {"squashing": "tanh"}, "f -> plain tanh on C1..F6 (asymptotes +-1 = the RBF targets)"),
+    Variant("tanh", {"squashing": "tanh"}, "f -> plain tanh on C1..F6 (asymptotes +-1 = the RBF targets)",
+            core=False),
     Variant("linear_softmax", {"output": "linear", "loss": "cross_entropy"},
             "RBF output + MAP loss -> linear 84 -> 10 layer + softmax cross-entropy",
             coupled="the MAP and MLE criteria are defined on RBF penalties, so output and loss switch together"),
@@ -51,14 +53,15 @@ _TABLE = [
     Variant("adam", {"optimizer": "adam", "batch_size": 64}, "SDLM -> Adam (lr 1e-3) on minibatches of 64",
             coupled="Adam is a minibatch method: batch 64 and its default lr 1e-3 replace the per-pattern schedule"),
     Variant("pytorch_init", {"init": "pytorch"}, "U(+-2.4/sqrt(F_i)) -> PyTorch's default U(+-1/sqrt(F_i))"),
-    Variant("literal_init", {"init": "paper"}, "open question: Appendix A's bound read literally, U(+-2.4/F_i)"),
-    Variant("sum_subsampling", {"subsampling": "trainable_sum"}, "open question: S2/S4 sum their inputs (Sec. II-B) instead of averaging (II-A)"),
+    Variant("literal_init", {"init": "paper"}, "open question: Appendix A's bound read literally, U(+-2.4/F_i)",
+            core=False),
+    Variant("sum_subsampling", {"subsampling": "trainable_sum"}, "open question: S2/S4 sum their inputs (Sec. II-B) instead of averaging (II-A)", core=False),
     Variant("unit_input", {"input_coding": "unit"}, "input -0.1/1.175 padded with -0.1 -> pixels in [0, 1] padded with 0"),
     Variant("modern", _MODERN, "every switch at once: max pool, full C3, ReLU, linear + softmax CE, Adam, PyTorch init, [0,1] input"),
     Variant("paper+distortions", {"distortions": "affine"},
             "the paper's LeNet-5 on 60,000 originals + 540,000 affine-distorted patterns (Sec. III-C)",
-            paper_test_error=0.8),
-    Variant("modern+distortions", {**_MODERN, "distortions": "affine"}, "`modern` on the same distortion pool"),
+            paper_test_error=0.8, core=False),
+    Variant("modern+distortions", {**_MODERN, "distortions": "affine"}, "`modern` on the same distortion pool", core=False),
 ]
 
 VARIANTS = {v.name: v for v in _TABLE}
