@@ -176,10 +176,18 @@ def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> lis
 
     if len(table):
         fig, ax = plt.subplots(figsize=(7, 0.4 * len(table) + 1.5))
-        ax.errorbar(table.test_error_mean, table.variant, xerr=table.test_error_std.fillna(0), fmt="o", capsize=3)
+        ok = runs[runs.status == "ok"]
+        position = {name: i for i, name in enumerate(table.variant)}
+        ax.scatter(ok.test_error, [position[v] for v in ok.variant], s=12, color="0.6", zorder=1, label="one seed")
+        ax.errorbar(table.test_error_mean, range(len(table)), xerr=table.test_error_std.fillna(0), fmt="o", capsize=3,
+                    zorder=2, label="mean ± sd")
         ax.axvline(0.95, color="k", ls="--", lw=1, label="paper: 0.95%")
-        ax.set(xscale="log", xlabel="final test error (%), log scale", title="Ablation (mean ± sd over seeds)")
-        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 7.0)))
+        ax.set_yticks(range(len(table)), table.variant)
+        low, high = 0.9 * min(ok.test_error.min(), 0.95), 1.1 * ok.test_error.max()
+        ax.set(xscale="log", xlim=(low, high), xlabel="final test error (%), log scale",
+               title="Ablation: final test error over seeds")
+        nice = [0.5, 0.7, 1, 1.5, 2, 3, 5, 10, 20, 50, 100]
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([t for t in nice if low <= t <= high]))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.invert_yaxis()
