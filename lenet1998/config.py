@@ -9,8 +9,9 @@ silent the default is our best reading, and REPRODUCING.md lists it under "Open 
 `sdlm_output_curvature` (the second derivative that seeds the h_kk recursion).
 
 Deviation: `init` defaults to "paper_sqrt" (U(+-2.4/sqrt(F_i))) and `subsampling` to
-"trainable_average" (Sec. II-A); the literal U(+-2.4/F_i) with the Sec. II-B sum does not train
-with SDLM (see REPRODUCING.md, "Open questions").
+"trainable_average" (Sec. II-A). Read literally, U(+-2.4/F_i) leaves every SDLM step at the cap
+eta/mu in the first passes and trains poorly (variant `literal_init`), and the Sec. II-B sum
+costs about 2 points of test error (variant `sum_subsampling`); see REPRODUCING.md, "Open questions".
 """
 
 from __future__ import annotations
