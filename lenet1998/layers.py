@@ -8,8 +8,9 @@ SDLM (lenet1998/sdlm.py) backpropagate second derivatives through the same linea
 squared weights (Eqs. 25, 27).
 
 Replicas: a layer built with `replicas=K` holds K independent copies of its parameters. The
-maps of replica k sit in channel block k, and the convolutions use `groups=K`, so replica k
-only ever sees its own input and its own weights. K = 1 is the ordinary network. This is what
+maps of replica k sit in channel block k, and each convolution sees only its replica's block
+(`groups=K`, one batched matrix product for one pattern, or one convolution per replica for a
+minibatch on CPU), so replica k only ever sees its own input and its own weights. K = 1 is the ordinary network. This is what
 lets several seeds train in lockstep, each one pattern at a time (see lenet1998/train.py).
 """
 
@@ -131,6 +132,11 @@ class Conv(nn.Module):
         N, K, k = x.shape[0], self.replicas, self.kernel
         oh, ow = x.shape[-2] - k + 1, x.shape[-1] - k + 1
         if N > 1:
+            if K > 1 and x.device.type == "cpu":
+                # One convolution per replica: on CPU about 1.3x faster than one grouped
+                # convolution for minibatches (same function, other rounding).
+                return torch.cat([F.conv2d(xk, wk, bk) for xk, wk, bk in
+                                  zip(x.chunk(K, 1), w.chunk(K, 0), b.chunk(K, 0))], 1)  # (N, K*out, oh, ow)
             return F.conv2d(x, w, b, groups=K)  # (N, K*out, oh, ow)
         # One pattern (per-pattern training): one batched matrix product over the K replicas
         # is faster than a grouped convolution. Same function, other rounding.
