@@ -134,13 +134,14 @@ class RunFolder:
             stale.unlink(missing_ok=True)
         write_json(self.path / "config.json", {"label": label, **self.config.to_dict()})
 
-    def save_pass(self, result, segments, optimizer_state=None, group_seeds=None) -> None:
-        """After each pass: metrics so far and the resume point."""
+    def save_pass(self, result, segments, optimizer_state=None) -> None:
+        """After each pass: metrics so far and the resume point (with this replica's
+        optimizer state, where the optimizer has one: Adam)."""
         atomic_write_text(self.path / "metrics.csv", metrics_csv(result.history))
         save_torch(self.path / "state.pt", {
             "passes_done": result.history[-1]["pass"], "state": result.state,
-            "history": result.history, "optimizer": optimizer_state, "failed": result.failed,
-            "group_seeds": group_seeds, "segments": segments,
+            "history": result.history, "replica_optimizer": optimizer_state, "failed": result.failed,
+            "segments": segments,
         })
 
     def finish(self, result, label: str, env: dict, segments: list, wall_time_s: float, group_size: int) -> None:
@@ -202,8 +203,8 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
         if folder.done:
             continue
         point = folder.resume_point()
-        if point is not None and config.optimizer == "adam" and point.get("group_seeds") != list(seeds):
-            point = None  # Adam's moments are stored per group: resume only the same group
+        if point is not None and config.optimizer == "adam" and point.get("replica_optimizer") is None:
+            point = None  # a resume point without Adam's moments (an older format): start over
         pending.setdefault(0 if point is None else point["passes_done"], []).append((s, point))
     for passes_done, members in sorted(pending.items()):
         group = [s for s, _ in members]
@@ -211,7 +212,8 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
         if passes_done:
             start = {"passes_done": passes_done, "states": [p["state"] for _, p in members],
                      "histories": [p["history"] for _, p in members],
-                     "optimizer": members[0][1].get("optimizer")}
+                     "optimizer_states": [p.get("replica_optimizer") for _, p in members]
+                     if config.optimizer == "adam" else None}
         segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
                    "engine": engine}
         segments = {s: (p.get("segments", []) if p else []) + [segment] for s, p in members}
@@ -220,9 +222,9 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
         t0 = time.perf_counter()
 
         def save(pass_number, results, model, optimizer, group=group):
-            opt_state = optimizer.opt.state_dict() if hasattr(optimizer, "opt") else None
-            for s, r in zip(group, results):
-                folders[s].save_pass(r, segments[s], opt_state, group)
+            for k, (s, r) in enumerate(zip(group, results)):
+                opt_state = optimizer.replica_state(k, len(group)) if hasattr(optimizer, "replica_state") else None
+                folders[s].save_pass(r, segments[s], opt_state)
             if on_pass is not None:
                 on_pass(pass_number, results)
 

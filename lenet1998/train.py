@@ -61,6 +61,19 @@ class AdamStep:
             p.grad = g
         self.opt.step()
 
+    def replica_state(self, k: int, K: int) -> list:
+        """Replica k's moments (and the shared step count), one dict per parameter, shaped as
+        in a one-replica model: runs resume in any group."""
+        return [{key: v.view(K, -1)[k].clone() if v.dim() > 0 else v.clone()
+                 for key, v in self.opt.state.get(p, {}).items()} for p in self.params]
+
+    def load_replica_states(self, states: list) -> None:
+        """The inverse of replica_state for a group: states[k] is replica k's."""
+        for i, p in enumerate(self.params):
+            if states[0][i]:
+                self.opt.state[p] = {key: torch.stack([s[i][key] for s in states]).view_as(p).to(p.device)
+                                     if v.dim() > 0 else v.clone() for key, v in states[0][i].items()}
+
 
 def pattern_order(config: LeNetConfig, seed: int, n: int, pass_number: int) -> torch.Tensor:
     """The order of the n training patterns in a pass: one constant random permutation
@@ -120,7 +133,8 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
         on_pass=None, on_progress=None, engine: str = "eager") -> list:
     """Train one replica per seed (default: config.seed) and return a ReplicaResult each.
 
-    start: optional resume point {"passes_done": n, "states": [...], "histories": [...]};
+    start: optional resume point {"passes_done": n, "states": [...], "histories": [...],
+    "optimizer_states": [...] (Adam only: AdamStep.replica_state of each replica)};
     on_pass(pass_number, results, model, optimizer) is called after every pass (checkpoints);
     on_progress(patterns_done, patterns_total) during a pass. engine "compiled" runs each
     per-pattern SDLM/SGD update as one torch.compile'd function (same math, other rounding;
@@ -151,8 +165,8 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
     loss_fn, j = LOSSES[config.loss], config.map_j
     params = list(model.parameters())
     optimizer = make_optimizer(config, model)
-    if start is not None and start.get("optimizer") is not None:
-        optimizer.opt.load_state_dict(start["optimizer"])
+    if start is not None and start.get("optimizer_states") is not None:
+        optimizer.load_replica_states(start["optimizer_states"])
     bs = config.batch_size
     compiled = None
     if engine == "compiled" and bs == 1 and config.optimizer in ("sdlm", "sgd"):
