@@ -172,7 +172,7 @@ def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> lis
         ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=7, ncol=2)
-        written.append(_save(fig, folder / "test_error_per_pass.png"))
+        written.append(save_figure(fig, folder / "test_error_per_pass.png"))
 
     if len(table):
         fig, ax = plt.subplots(figsize=(7, 0.4 * len(table) + 1.5))
@@ -192,7 +192,7 @@ def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> lis
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.invert_yaxis()
         ax.legend()
-        written.append(_save(fig, folder / "ablation.png"))
+        written.append(save_figure(fig, folder / "ablation.png"))
 
     written.append(distortion_examples(folder, data_dir, plt))
 
@@ -223,7 +223,7 @@ def distortion_examples(folder, data_dir, plt):
         ax.set_yticks([])
     axes[0, 0].set_title("original", fontsize=8)
     fig.suptitle("Random affine distortions on the 32x32 field (translation, scale, squeeze, shear)")
-    return _save(fig, folder / "distortions.png")
+    return save_figure(fig, folder / "distortions.png")
 
 
 def misclassified(out, run, folder, data_dir, plt):
@@ -250,10 +250,11 @@ def misclassified(out, run, folder, data_dir, plt):
         ax.set_title(f"{int(data.test_labels[i])}->{int(pred[i])}", fontsize=8)
     more = f" (first {len(shown)} shown)" if len(shown) < len(wrong) else ""
     fig.suptitle(f"The {len(wrong)}{more} test patterns misclassified by the paper variant (seed {run.seed}), true->predicted")
-    return _save(fig, folder / "misclassified.png")
+    return save_figure(fig, folder / "misclassified.png")
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Write `fig` to `path` atomically (temporary name, then rename) and close it."""
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
     fig.savefig(tmp, dpi=110)

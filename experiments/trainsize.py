@@ -22,7 +22,7 @@ from lenet1998.paper import FIG6
 from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest
 
 from .ablate import run_job
-from .report import fill_section, fmt
+from .report import fill_section, fmt, save_figure
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .variants import VARIANTS, budget
 
@@ -88,11 +88,7 @@ def write_tables(out: Path, runs: pd.DataFrame, epochs: int, reproducing: Path |
         ax.set(xlabel="training patterns", ylabel="error (%)", title="Error against training-set size")
         ax.legend()
         (out / "figures").mkdir(exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(out / "figures" / ".trainsize.tmp.png", dpi=110)
-        (out / "figures" / ".trainsize.tmp.png").replace(out / "figures" / "trainsize.png")
-        plt.close(fig)
-        written.append(out / "figures" / "trainsize.png")
+        written.append(save_figure(fig, out / "figures" / "trainsize.png"))
     return written
 
 
