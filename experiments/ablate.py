@@ -5,8 +5,10 @@
     python -m experiments.ablate --quick                # whole pipeline in minutes, into results/quick
     python -m experiments.ablate --list
 
-Each variant's seeds train in lockstep in one process; `--jobs 2` runs two variants side by
-side. Every run has a folder named by the hash of its config under <out>/runs: finished runs
+The runs train in lockstep groups, one process each: by default every run that shares the paper's
+architecture (paper, mle, sgd, the two inits, unit_input, paper+distortions) in one group, and
+each other variant's seeds in another (`--lockstep variant`: one group per variant); `--jobs 2`
+runs two groups side by side. Every run has a folder named by the hash of its config under <out>/runs: finished runs
 are skipped, a killed command resumes where it stopped, a failed run (e.g. a diverging loss)
 is recorded with its reason and the others go on. At the end `experiments.report` rebuilds
 the tables and figures from the run folders.
@@ -23,7 +25,7 @@ import click
 import torch
 
 from lenet1998.data import load_mnist
-from lenet1998.results import RunFolder, check_writable, train_runs
+from lenet1998.results import RunFolder, check_writable, train_group
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .report import build_report
@@ -32,23 +34,53 @@ from .variants import VARIANTS, budget
 QUICK = {"epochs": 1, "train_size": 2000, "seeds": 2}
 
 
-def run_job(name, config, seeds, root, data_dir, device, threads, engine):
-    """Train one variant's seeds (in lockstep) into run folders; runs in a worker process."""
+def run_job(name, runs, root, data_dir, device, threads, engine):
+    """Train one lockstep group, runs [(label, config with its seed), ...], into run folders;
+    runs in a worker process."""
     torch.set_num_threads(threads)
     data = load_mnist(data_dir, download=False)
+    epochs = runs[0][1].epochs
     t0 = time.perf_counter()
 
-    def report(pass_number, results):
+    def report(pass_number, labelled):
         elapsed = time.perf_counter() - t0
-        done = pass_number - results[0].history[0]["pass"] + 1
-        left = elapsed / done * (config.epochs - pass_number)
-        tests = " ".join(f"{r.history[-1]['test_error']:.2f}" for r in results)
-        failed = [r.seed for r in results if r.failed]
-        click.echo(f"[{name}] pass {pass_number}/{config.epochs} test % by seed: {tests}"
-                   f"{f'  failed seeds {failed}' if failed else ''}  ({elapsed / 60:.1f} min, ~{left / 60:.1f} min left)")
+        done = pass_number - labelled[0][1].history[0]["pass"] + 1
+        left = elapsed / done * (epochs - pass_number)
+        by_label = {}
+        for label, r in labelled:
+            by_label.setdefault(label, []).append(f"{r.history[-1]['test_error']:.2f}{' (failed)' if r.failed else ''}")
+        tests = "; ".join(f"{label} {' '.join(t)}" for label, t in by_label.items())
+        click.echo(f"[{name}] pass {pass_number}/{epochs} test % by seed: {tests}"
+                   f"  ({elapsed / 60:.1f} min, ~{left / 60:.1f} min left)")
 
-    train_runs(config, seeds, root, data, name, device, on_pass=report, engine=engine)
+    train_group(runs, root, data, device, on_pass=report, engine=engine)
     return name
+
+
+def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: str = "architecture") -> list:
+    """The lockstep groups that train the runs not yet done: [(group name, [(variant, config), ...])].
+
+    lockstep "variant": one group per variant (its seeds). "architecture": every run whose config
+    shares a LeNetConfig.lockstep_key trains in one group (e.g. paper, mle, sgd, the inits,
+    unit_input and paper+distortions: 21 replicas in one process), which runs more replicas
+    per step; each replica still follows its own config (tests/test_mixed_groups.py).
+    Largest groups first, so that `--jobs 2` starts the longest one at once.
+    """
+    groups = {}
+    for name in names:
+        config = budget(VARIANTS[name].config, epochs, train_size)
+        for seed in range(seeds):
+            run = config.replace(seed=seed)
+            if not RunFolder(root, run).done:
+                key = run.lockstep_key() if lockstep == "architecture" else name
+                groups.setdefault(key, []).append((name, run))
+    jobs = [(" + ".join(dict.fromkeys(label for label, _ in runs)), runs) for runs in groups.values()]
+    return sorted(jobs, key=lambda job: -group_cost(job[1]))
+
+
+def group_cost(runs) -> float:
+    """A rough relative cost, for ordering: per-pattern runs cost 1, minibatch runs 0.5."""
+    return sum(1.0 if config.batch_size == 1 else 0.5 for _, config in runs)
 
 
 def validate_names(ctx, param, names):
@@ -64,7 +96,9 @@ def validate_names(ctx, param, names):
 @click.option("--list", "list_only", is_flag=True, help="List the variants and exit.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per variant (default 3).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes per run (default 20).")
-@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Variants trained side by side.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Groups trained side by side.")
+@click.option("--lockstep", type=click.Choice(["architecture", "variant"]), default="architecture", show_default=True,
+              help="Train in one lockstep group every run that shares an architecture, or each variant's seeds alone.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Results folder (default results/, or results/quick with --quick).")
 @click.option("--quick", is_flag=True, help="1 pass on 2,000 patterns, 2 seeds: a smoke check of the pipeline.")
@@ -72,7 +106,7 @@ def validate_names(ctx, param, names):
 @device_option
 @engine_option
 @one_line_errors
-def main(run_all, names, list_only, seeds, epochs, jobs, out, quick, data_dir, device, engine):
+def main(run_all, names, list_only, seeds, epochs, jobs, lockstep, out, quick, data_dir, device, engine):
     """Train the ablation grid and rebuild results/ from the run folders."""
     if list_only:
         for v in VARIANTS.values():
@@ -89,17 +123,14 @@ def main(run_all, names, list_only, seeds, epochs, jobs, out, quick, data_dir, d
     root = check_writable(out / "runs")
     load_mnist(data_dir)  # fail early, with one line, if the data is missing or corrupt
 
-    jobs_todo = []
-    for name in selected:
-        config = budget(VARIANTS[name].config, epochs, train_size)
-        missing = [s for s in range(seeds) if not RunFolder(root, config.replace(seed=s)).done]
-        if missing:
-            jobs_todo.append((name, config, missing))
-    skipped = len(selected) * seeds - sum(len(m) for _, _, m in jobs_todo)
-    click.echo(f"{len(selected)} variants x {seeds} seeds x {epochs} passes: {skipped} runs already done, "
-               f"{sum(len(m) for _, _, m in jobs_todo)} to train in {len(jobs_todo)} groups, {jobs} at a time")
+    groups = plan(selected, seeds, epochs, train_size, root, lockstep)
+    todo = sum(len(runs) for _, runs in groups)
+    click.echo(f"{len(selected)} variants x {seeds} seeds x {epochs} passes: {len(selected) * seeds - todo} runs "
+               f"already done, {todo} to train in {len(groups)} lockstep groups, {jobs} at a time")
+    for name, runs in groups:
+        click.echo(f"  group of {len(runs)}: {name}")
     t0 = time.perf_counter()
-    args = [(name, config, missing, root, data_dir, device, 1, engine) for name, config, missing in jobs_todo]
+    args = [(name, runs, root, data_dir, device, 1, engine) for name, runs in groups]
     if jobs == 1 or len(args) <= 1:
         for i, a in enumerate(args, 1):
             run_job(*a)

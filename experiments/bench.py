@@ -10,8 +10,10 @@ Cases, each on the same machine in the same run, one torch thread unless said:
       with the eager and the compiled engine;
   (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop;
   (d) both cores: two processes side by side (what `ablate --jobs 2` does), each training
-      its own K replicas with the compiled engine, and, for comparison, two plain loops side
-      by side. Timed from a common start (a barrier after a warm-up chunk) to the last
+      its own K replicas with the compiled engine; then both running the grid's largest
+      lockstep group (the 7 variants of the paper's architecture x 3 seeds, with their own
+      inits, codings, criteria, step rules and distortion pools); and, for comparison, two
+      plain loops side by side. Timed from a common start (a barrier after a warm-up chunk) to the last
       process's end, so the total counts only time when both share the machine.
 Per case it reports patterns per second per replica and in total, and the ratio of the total
 to the reference of its kind. Writes results/bench.csv and results/bench.md, with an estimate
@@ -37,6 +39,8 @@ from lenet1998.results import atomic_write_text, check_writable, cpu_model
 from lenet1998.train import CHUNK, fit
 
 from .common import data_dir_option, one_line_errors
+
+GRID_CASE = "2 processes side by side: fit, compiled, the grid's mixed group"
 
 
 def plain_per_pattern(data, patterns, device, ready=None):
@@ -70,6 +74,17 @@ def engine(data, patterns, replicas, device, kind="eager", **changes):
     return record["train_time_s"] - record.get("hessian_time_s", 0.0)
 
 
+def grid_group(rank=0, patterns=None):
+    """The default grid's largest lockstep group (`ablate --all`: the variants that share the
+    paper's architecture, 3 seeds each), as configs; rank shifts the seeds, patterns shortens it."""
+    from .ablate import plan
+    from .variants import VARIANTS
+
+    name, runs = plan(list(VARIANTS), 3, 20, 60000, Path("/nonexistent"))[0]
+    configs = [c.replace(seed=c.seed + 100 * rank, epochs=1, train_size=patterns or c.train_size) for _, c in runs]
+    return name, configs
+
+
 def side_by_side_worker(rank, case, data_dir, patterns, replicas, barrier, queue):
     """(d) One of two processes: train, wait at the barrier after a warm-up, report
     (patterns timed, start, end) in wall-clock time shared by both processes."""
@@ -91,8 +106,11 @@ def side_by_side_worker(rank, case, data_dir, patterns, replicas, barrier, queue
                 marks.update(start=time.time(), first=done)
             marks.update(end=time.time(), done=done)
 
-        seeds = list(range(rank * replicas, (rank + 1) * replicas))
-        fit(LeNetConfig(epochs=1, train_size=patterns), data, seeds=seeds, engine="compiled", on_progress=on_progress)
+        if case == "grid":
+            group = grid_group(rank, patterns)[1]
+        else:
+            group = [LeNetConfig(epochs=1, train_size=patterns, seed=s) for s in range(rank * replicas, (rank + 1) * replicas)]
+        fit(group, data, engine="compiled", on_progress=on_progress)
         queue.put((rank, (marks["done"] - marks["first"]) * replicas, marks["start"], marks["end"]))
     except Exception as e:  # reported by the parent as one line
         barrier.abort()
@@ -203,6 +221,9 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
     for k in side_counts:
         total, seconds = side_by_side("fit", data_dir, side_patterns, k)
         add("cpu", "2 processes side by side: fit, compiled", "per_pattern", k, total / (2 * k), seconds, processes=2)
+    name, group = grid_group()
+    total, seconds = side_by_side("grid", data_dir, side_patterns, len(group))
+    add("cpu", f"{GRID_CASE}: {name}", "per_pattern", len(group), total / (2 * len(group)), seconds, processes=2)
     table = pd.DataFrame(rows)
     reference = table[table.case.str.contains("reference")].set_index(["device", "kind"]).patterns_per_s_total
     table["ratio_to_reference"] = [r.patterns_per_s_total / reference[(r.device, r.kind)] for r in table.itertuples()]
@@ -211,27 +232,39 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
     click.echo(f"wrote {Path(out) / 'bench.csv'} and {Path(out) / 'bench.md'}")
 
 
-def grid_estimate(table, device="cpu"):
-    """(hours, variants, measured side by side?, hours of the core variants, core variants) for
-    the default ablation grid (3 seeds, 20 passes, 2 processes) on `device`."""
+def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False):
+    """Hours of `ablate --all --jobs 2` (3 seeds, 20 passes) on `device`: ablate's own plan of
+    lockstep groups, each group's time from the measured throughput of a process at its size,
+    and the two workers' schedule (each group to the first free one, largest first).
+
+    Rates per process: the grid's mixed group from its side-by-side row; other per-pattern
+    groups from the side-by-side row of the nearest K (else one process alone, at K=3);
+    minibatch groups from the single-process Adam K=3 row. Returns (hours, groups, variants)."""
+    from .ablate import plan
     from .variants import VARIANTS
 
     cpu = table[table.device == device]
-    per_pattern = cpu[cpu.case == "fit, per-pattern SDLM, lockstep, compiled"].set_index("replicas").patterns_per_s_total
+    alone = cpu[cpu.case == "fit, per-pattern SDLM, lockstep, compiled"].set_index("replicas").patterns_per_s_total
     minibatch = cpu[cpu.case.str.startswith("fit, Adam")].set_index("replicas").patterns_per_s_total
-    side = cpu[cpu.case == "2 processes side by side: fit, compiled"].set_index("replicas").patterns_per_s_total
-    # Three seeds in lockstep (the compiled engine), one variant per process: the measured two
-    # processes of K=3 (per process: half the total), else one process alone at K=3 or K=1.
-    k3 = side[3] / 2 if 3 in side.index else per_pattern.get(3, per_pattern.get(1))
-    seconds = {"all": 0.0, "core": 0.0}
-    for variant in VARIANTS.values():
-        config = variant.config
-        total = 3 * config.epochs * config.train_size
-        t = total / (minibatch.get(3) if config.optimizer == "adam" else k3)
-        seconds["all"] += t
-        seconds["core"] += t if variant.core else 0.0
-    n_core = sum(v.core for v in VARIANTS.values())
-    return seconds["all"] / 2 / 3600, len(VARIANTS), 3 in side.index, seconds["core"] / 2 / 3600, n_core
+    side = cpu[cpu.case == "2 processes side by side: fit, compiled"].set_index("replicas").patterns_per_s_total / 2
+    mixed = cpu[cpu.case.str.startswith(GRID_CASE)]
+    names = [v.name for v in VARIANTS.values() if v.core or not core_only]
+    groups = plan(names, 3, 20, 60000, Path("/nonexistent"), lockstep)
+    mixed_name = grid_group()[0]
+    workers = [0.0, 0.0]
+    for name, runs in groups:
+        k = len(runs)
+        if runs[0][1].batch_size > 1:
+            rate = minibatch.get(3, minibatch.iloc[-1])
+        elif name == mixed_name and len(mixed):
+            rate = mixed.patterns_per_s_total.iloc[-1] / 2
+        elif len(side):
+            rate = side[min(side.index, key=lambda m: abs(m - k))]
+        else:
+            rate = alone[min(alone.index, key=lambda m: abs(m - k))]
+        seconds = sum(c.epochs * c.train_size for _, c in runs) / rate
+        workers[workers.index(min(workers))] += seconds
+    return max(workers) / 3600, len(groups), len(names)
 
 
 def render(table, patterns):
@@ -256,14 +289,19 @@ def render(table, patterns):
         lines += ["", f"Both cores: the fastest two-process engine case runs **{best.patterns_per_s_total / plain2:.2f}x** "
                   f"two plain loops side by side (per core), and {best.ratio_to_reference:.2f}x the single plain loop."]
     try:
-        hours, n, shared, core_hours, n_core = grid_estimate(table)
-        source = ("the 2x3 side-by-side row for per-pattern variants, the minibatch K=3 row for Adam" if shared else
-                  "the single-process K=3 and minibatch rows, assuming the two jobs do not slow each other")
-        lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x "
-                  f"20 passes, 3 seeds in lockstep per variant, compiled engine, `--jobs 2`; from {source}; "
-                  f"h_kk estimates, evaluation and distortions not counted): **{hours:.1f} h** on this machine; "
-                  f"the {n_core} core variants alone (`paper`, one switch per paper piece, `modern`; "
-                  f"`--only` each): **{core_hours:.1f} h**."]
+        hours, groups, n = grid_estimate(table)
+        variant_hours, variant_groups, _ = grid_estimate(table, lockstep="variant")
+        core_hours, core_groups, n_core = grid_estimate(table, core_only=True)
+        lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x 20 "
+                  f"passes, compiled engine, `--jobs 2`): **{hours:.1f} h** on this machine, in {groups} lockstep "
+                  f"groups (`--lockstep architecture`, the default: the variants that share the paper's "
+                  f"architecture train as one group); {variant_hours:.1f} h with one group per variant "
+                  f"(`--lockstep variant`, {variant_groups} groups); the {n_core} core variants alone (`paper`, one "
+                  f"switch per paper piece, `modern`): {core_hours:.1f} h. Each group's time comes from the measured "
+                  "throughput of one of two processes side by side at its size (the mixed-group row for the "
+                  "largest group; the nearest K otherwise; Adam: the single-process minibatch K=3 row), and the "
+                  "groups are scheduled on two workers as `ablate` does; h_kk estimates, evaluation and compiling "
+                  "are not counted, and distortions only in the mixed-group row."]
     except Exception as e:  # the estimate is a convenience; the table stands alone
         lines += ["", f"(no grid estimate: {e})"]
     return "\n".join(lines) + "\n"

@@ -113,10 +113,11 @@ def main(sizes, seeds, epochs, jobs, out, quick, data_dir, device, engine):
     device = resolve_device(device)
     root = check_writable(out / "runs")
     load_mnist(data_dir)
-    args = [(f"paper@{size}", config, [s for s in range(seeds) if not RunFolder(root, config.replace(seed=s)).done],
+    args = [(f"paper@{size}", [(f"paper@{size}", config.replace(seed=s)) for s in range(seeds)
+                               if not RunFolder(root, config.replace(seed=s)).done],
              root, data_dir, device, 1, engine) for size, config in configs(sizes, epochs).items()]
-    args = [a for a in args if a[2]]
-    click.echo(f"{len(sizes)} sizes x {seeds} seeds: {sum(len(a[2]) for a in args)} runs to train")
+    args = [a for a in args if a[1]]
+    click.echo(f"{len(sizes)} sizes x {seeds} seeds: {sum(len(a[1]) for a in args)} runs to train")
     if jobs == 1 or len(args) <= 1:
         for a in args:
             run_job(*a)

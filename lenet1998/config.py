@@ -106,6 +106,22 @@ class LeNetConfig:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def lockstep_key(self) -> str:
+        """What the replicas of one lockstep group must share (lenet1998/train.py `fit`): one
+        architecture (one compiled graph), budget, schedule and batch size. They may differ in
+        seed, initialisation, input coding, distortions and pattern order, and, when trained
+        per pattern with an RBF output, in the criterion (MAP or MLE) and the step rule (SDLM
+        or SGD). Two configs with the same key can train in one group."""
+        d = self.to_dict()
+        for name in ("seed", "init", "bias_init", "input_coding", "distortions", "order"):
+            del d[name]
+        if self.output == "rbf":
+            del d["loss"]
+        if self.optimizer in ("sdlm", "sgd"):
+            d["optimizer"] = "per_pattern"
+            del d["lr"]
+        return json.dumps(d, sort_keys=True)
+
     def step_size(self, pass_number: int) -> float:
         """The global step of a pass: SDLM's eta; SGD's step (eta / mu unless lr is set);
         Adam's learning rate."""

@@ -41,6 +41,28 @@ def cross_entropy(logits, target, j=None):
 LOSSES = {"map": map_loss, "mle": mle_loss, "cross_entropy": cross_entropy}
 
 
+def replica_losses(names):
+    """The criterion of a lockstep group whose replica k trains with LOSSES[names[k]].
+
+    One name: that function. MAP and MLE mixed: Eq. (9) is Eq. (8) plus the log-sum term, so
+    replica k gets mle + m_k x log-sum with m_k = 1 (MAP) or 0 (MLE): the same numbers as its
+    own criterion, and a zero gradient from the term it does not have.
+    """
+    names = list(names)
+    if len(set(names)) == 1:
+        return LOSSES[names[0]]
+    if not set(names) <= {"map", "mle"}:
+        raise ValueError(f"only the RBF criteria 'map' and 'mle' mix in one group, got {sorted(set(names))}")
+    keep = torch.tensor([float(n == "map") for n in names])  # (K,)
+
+    def loss(penalties, target, j):
+        rubbish = torch.full_like(penalties[..., :1], -float(j))
+        log_sum = torch.logsumexp(torch.cat([rubbish, -penalties], dim=-1), dim=-1)  # (N, K)
+        return mle_loss(penalties, target) + keep.to(penalties.device) * log_sum
+
+    return loss
+
+
 def output_curvature(config, out):
     """d2E/d(out)^2 seeding the second-derivative pass of SDLM (Appendix C, Eq. 27).
 

@@ -98,14 +98,16 @@ class LeNet5(nn.Module):
     # ---- initialisation and replicas ----------------------------------------------------
 
     @torch.no_grad()
-    def initialize(self, seeds):
-        """Draw each replica's parameters from its own generator seeded with seeds[k]."""
+    def initialize(self, seeds, configs=None):
+        """Draw each replica's parameters from its own generator seeded with seeds[k], by the
+        rule of configs[k] (default: the model's config) in a group of mixed variants."""
         if len(seeds) != self.replicas:
             raise ValueError(f"need {self.replicas} seeds, got {len(seeds)}")
-        for k, seed in enumerate(seeds):
+        configs = configs or [self.config] * self.replicas
+        for k, (seed, c) in enumerate(zip(seeds, configs)):
             g = torch.Generator().manual_seed(int(seed))
             for _, layer in self.trainable_layers():
-                init_layer(layer, k, self.config.init, self.config.bias_init, g)
+                init_layer(layer, k, c.init, c.bias_init, g)
         return self
 
     def replica_state(self, k):

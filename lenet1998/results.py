@@ -192,48 +192,63 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
     Finished runs are skipped; unfinished ones resume from their last completed pass (seeds
     stopped at the same pass resume together). Returns the run folders, one per seed.
     """
+    runs = [(label, config.replace(seed=int(s))) for s in seeds]
+    report = None if on_pass is None else (lambda pass_number, labelled: on_pass(pass_number, [r for _, r in labelled]))
+    return train_group(runs, root, data, device, report, on_progress, engine)
+
+
+def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_progress=None,
+                engine: str = "eager") -> list:
+    """Train runs [(label, config with its seed), ...] that share a lockstep key
+    (LeNetConfig.lockstep_key: e.g. several variants of the paper's architecture) in lockstep,
+    each into its own run folder under `root`, as `train_runs` does for one config.
+
+    on_pass(pass_number, labelled) gets [(label, ReplicaResult), ...] of the replicas training.
+    """
     import time
 
-    from .train import fit
+    from .train import fit, lockstep_configs
 
+    lockstep_configs([c for _, c in runs])  # one group, or a clear error before anything is written
     env = environment(device)  # the code as it is when training starts, not when it ends
-    folders = {s: RunFolder(root, config.replace(seed=int(s))) for s in seeds}
+    folders = [RunFolder(root, c) for _, c in runs]
     pending = {}
-    for s, folder in folders.items():
+    for i, ((_, config), folder) in enumerate(zip(runs, folders)):
         if folder.done:
             continue
         point = folder.resume_point()
         if point is not None and config.optimizer == "adam" and point.get("replica_optimizer") is None:
             point = None  # a resume point without Adam's moments (an older format): start over
-        pending.setdefault(0 if point is None else point["passes_done"], []).append((s, point))
+        pending.setdefault(0 if point is None else point["passes_done"], []).append((i, point))
     for passes_done, members in sorted(pending.items()):
-        group = [s for s, _ in members]
+        group = [i for i, _ in members]
         start = None
         if passes_done:
             start = {"passes_done": passes_done, "states": [p["state"] for _, p in members],
                      "histories": [p["history"] for _, p in members],
                      "optimizer_states": [p.get("replica_optimizer") for _, p in members]
-                     if config.optimizer == "adam" else None}
+                     if runs[group[0]][1].optimizer == "adam" else None}
         segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
-                   "engine": engine}
-        segments = {s: (p.get("segments", []) if p else []) + [segment] for s, p in members}
-        for s in group:
-            folders[s].start(label)
+                   "engine": engine, "replicas_in_group": len(group),
+                   "variants_in_group": sorted({runs[i][0] for i in group})}
+        segments = {i: (p.get("segments", []) if p else []) + [segment] for i, p in members}
+        for i in group:
+            folders[i].start(runs[i][0])
         t0 = time.perf_counter()
 
         def save(pass_number, results, model, optimizer, group=group):
-            for k, (s, r) in enumerate(zip(group, results)):
+            for k, (i, r) in enumerate(zip(group, results)):
                 opt_state = optimizer.replica_state(k, len(group)) if hasattr(optimizer, "replica_state") else None
-                folders[s].save_pass(r, segments[s], opt_state)
+                folders[i].save_pass(r, segments[i], opt_state)
             if on_pass is not None:
-                on_pass(pass_number, results)
+                on_pass(pass_number, [(runs[i][0], r) for i, r in zip(group, results)])
 
-        results = fit(config.replace(seed=group[0]), data, seeds=group, device=device, start=start,
+        results = fit([runs[i][1] for i in group], data, device=device, start=start,
                       on_pass=save, on_progress=on_progress, engine=engine)
         wall = time.perf_counter() - t0
-        for s, r in zip(group, results):
-            folders[s].finish(r, label, env, segments[s], wall, len(group))
-    return [folders[s] for s in seeds]
+        for i, r in zip(group, results):
+            folders[i].finish(r, runs[i][0], env, segments[i], wall, len(group))
+    return folders
 
 
 def load_trained(path: Path):

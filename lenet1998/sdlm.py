@@ -69,14 +69,20 @@ class SDLM:
         self.eps = [torch.zeros_like(p) for p in self.params]
         self.h = [torch.zeros_like(p) for p in self.params]
 
-    def estimate(self, x, config, eta: float):
+    def estimate(self, x, config, eta: float, fixed=None):
         """Re-estimate h_kk on the patterns x (N, K, 32, 32) and set the step sizes for a pass."""
         self.h = hessian_diagonal(self.model, x, lambda out: output_curvature(config, out))
-        self.set_steps(eta)
+        self.set_steps(eta, fixed)
 
-    def set_steps(self, eta: float):
+    def set_steps(self, eta: float, fixed=None):
+        """eps = eta / (mu + h) for a pass; fixed {k: step}: replica k takes that constant step
+        on every parameter instead (per-pattern SGD in a group of mixed variants)."""
         # Contiguous like the parameters, so that a compiled step sees the same layout every pass.
         self.eps = [(eta / (self.mu + h)).contiguous() for h in self.h]
+        K = self.model.replicas
+        for k, step in (fixed or {}).items():
+            for e in self.eps:
+                e.view(K, -1)[k] = step
 
     @torch.no_grad()
     def step(self, grads):

@@ -5,10 +5,13 @@ pattern"; "the patterns are presented in a constant random order"; 20 passes; be
 pass the diagonal Hessian is re-estimated on 500 patterns; training error is measured on the
 fly, while the weights change (Fig. 5), and test error after each pass.
 
-`fit` trains K replicas of one config in lockstep, one per seed: the model holds K copies
-(lenet1998/layers.py), replica k gets its own initialisation, pattern order, h_kk sample and
-step sizes, all drawn from generators seeded by its own seed. A replica trained in a group
-follows the same seed trained alone, up to float rounding.
+`fit` trains K replicas in lockstep: the model holds K copies (lenet1998/layers.py), replica k
+gets its own initialisation, pattern order, h_kk sample and step sizes, all drawn from
+generators seeded by its own seed. The replicas are seeds of one config, or configs of several
+variants that share an architecture (LeNetConfig.lockstep_key): then each replica also keeps
+its own initialisation rule, input coding, distortion pool, criterion (MAP/MLE) and step rule
+(SDLM/SGD). A replica trained in a group follows the same config trained alone, up to float
+rounding.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from .config import LeNetConfig
 from .data import MNIST, code, encode, ink
 from .distortions import POOL_FACTOR, DistortionPool
-from .loss import LOSSES
+from .loss import replica_losses
 from .model import LeNet5
 from .sdlm import SDLM, PerPatternSGD
 
@@ -96,12 +99,45 @@ def evaluate(model: LeNet5, images: torch.Tensor, labels: torch.Tensor) -> torch
     return 100.0 * wrong / len(images)
 
 
-def make_optimizer(config: LeNetConfig, model: LeNet5):
-    if config.optimizer == "sdlm":
-        return SDLM(model, config.sdlm_mu)
-    if config.optimizer == "sgd":
+def evaluate_coded(model: LeNet5, coded: dict, labels: torch.Tensor, codings: list) -> torch.Tensor:
+    """`evaluate` where replica k reads the images in its own input coding codings[k]:
+    coded maps each coding to its images (N, 32, 32)."""
+    errors = {c: evaluate(model, images, labels) for c, images in coded.items()}
+    return torch.stack([errors[c][k] for k, c in enumerate(codings)])
+
+
+def make_optimizer(configs, model: LeNet5):
+    """The step rule of a group: Adam; per-pattern SGD; or SDLM, with the SGD replicas of a
+    mixed group taking their constant step instead of eta / (mu + h) (see `sgd_steps`)."""
+    config = configs[0]
+    if config.optimizer == "adam":
+        return AdamStep(model, config.step_size(1))
+    if all(c.optimizer == "sgd" for c in configs):
         return PerPatternSGD(model)
-    return AdamStep(model, config.step_size(1))
+    return SDLM(model, config.sdlm_mu)
+
+
+def sgd_steps(configs, pass_number: int) -> dict:
+    """{k: step} of the per-pattern SGD replicas of a group, for one pass."""
+    return {k: c.step_size(pass_number) for k, c in enumerate(configs) if c.optimizer == "sgd"}
+
+
+def lockstep_configs(config, seeds=None) -> list:
+    """One config per replica: `config` (a LeNetConfig) for each seed, or a list of configs
+    that share a lockstep key (each with its own seed)."""
+    if isinstance(config, LeNetConfig):
+        seeds = seeds if seeds is not None else [config.seed]
+        return [config.replace(seed=int(s)) for s in seeds]
+    configs = list(config)
+    if seeds is not None:
+        raise ValueError("give seeds inside each config of a mixed group, not as seeds=")
+    if not configs:
+        raise ValueError("a lockstep group needs at least one config")
+    keys = {c.lockstep_key() for c in configs}
+    if len(keys) > 1:
+        raise ValueError("these configs cannot train in one lockstep group: they differ in more than "
+                         "seed, init, input coding, distortions, order, criterion or step rule")
+    return configs
 
 
 def compiled_pattern_step(model: LeNet5, loss_fn, j):
@@ -129,10 +165,12 @@ def compiled_pattern_step(model: LeNet5, loss_fn, j):
 ENGINES = ("eager", "compiled")
 
 
-def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
+def fit(config, data: MNIST, seeds=None, device="cpu", start=None,
         on_pass=None, on_progress=None, engine: str = "eager") -> list:
-    """Train one replica per seed (default: config.seed) and return a ReplicaResult each.
+    """Train replicas in lockstep and return a ReplicaResult each.
 
+    config: a LeNetConfig, trained once per seed (default: config.seed), or a list of configs,
+    one per replica, that share LeNetConfig.lockstep_key (a group of mixed variants).
     start: optional resume point {"passes_done": n, "states": [...], "histories": [...],
     "optimizer_states": [...] (Adam only: AdamStep.replica_state of each replica)};
     on_pass(pass_number, results, model, optimizer) is called after every pass (checkpoints);
@@ -142,9 +180,11 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
     """
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r} is not valid; choose one of {list(ENGINES)}")
-    seeds = [int(s) for s in (seeds if seeds is not None else [config.seed])]
-    K = len(seeds)
-    model = LeNet5(config, replicas=K).initialize(seeds).to(device)
+    configs = lockstep_configs(config, seeds)
+    config = configs[0]  # what the group shares: architecture, budget, schedule
+    seeds = [c.seed for c in configs]
+    K = len(configs)
+    model = LeNet5(config, replicas=K).initialize(seeds, configs).to(device)
     results = [ReplicaResult(seed) for seed in seeds]
     first_pass = 1
     if start is not None:
@@ -154,19 +194,22 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
         first_pass = start["passes_done"] + 1
 
     n = config.train_size
-    x_train = encode(data.train_images[:n], config.input_coding).to(device)  # (n, 32, 32)
-    pools = None
-    if config.distortions == "affine":  # one pool per replica, its distortions fixed by its seed
+    codings = [c.input_coding for c in configs]
+    x_train = {c: encode(data.train_images[:n], c).to(device) for c in dict.fromkeys(codings)}  # (n, 32, 32) each
+    x_test = {c: encode(data.test_images, c).to(device) for c in dict.fromkeys(codings)}
+    pools = [None] * K
+    if any(c.distortions == "affine" for c in configs):  # a pool per replica, its distortions fixed by its seed
         originals = ink(data.train_images[:n])
-        pools = [DistortionPool(originals, generator(s, STREAM_DISTORTIONS)) for s in seeds]
+        pools = [DistortionPool(originals, generator(c.seed, STREAM_DISTORTIONS)) if c.distortions == "affine"
+                 else None for c in configs]
     y_train = data.train_labels[:n].to(device)
-    x_test = encode(data.test_images, config.input_coding).to(device)
     y_test = data.test_labels.to(device)
-    loss_fn, j = LOSSES[config.loss], config.map_j
+    loss_fn, j = replica_losses([c.loss for c in configs]), config.map_j
     params = list(model.parameters())
-    optimizer = make_optimizer(config, model)
+    optimizer = make_optimizer(configs, model)
     if start is not None and start.get("optimizer_states") is not None:
         optimizer.load_replica_states(start["optimizer_states"])
+    sdlm = [c.optimizer == "sdlm" for c in configs]
     bs = config.batch_size
     compiled = None
     if engine == "compiled" and bs == 1 and config.optimizer in ("sdlm", "sgd"):
@@ -178,32 +221,33 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
         # Compile now, on copies with zero steps, so that no pass pays for it.
         compiled([p.clone() for p in detached], [torch.zeros_like(p) for p in detached], x_buf, y_buf)
 
+    def patterns(idx):
+        """Replica k's patterns idx[k] (training-set or pool indices), coded: (B, K, 32, 32)."""
+        xs = [x_train[c][i] if pool is None else code(pool.patterns(i), c).to(device)
+              for c, pool, i in zip(codings, pools, idx)]
+        return torch.stack(xs, 1)
+
     for pass_number in range(first_pass, config.epochs + 1):
         t0 = time.perf_counter()
-        order = torch.stack([pattern_order(config, s, n, pass_number) for s in seeds]).to(device)  # (K, n)
-        eta = config.step_size(pass_number)
+        order = torch.stack([pattern_order(c, c.seed, n, pass_number) for c in configs]).to(device)  # (K, n)
         ranges = None
-        if config.optimizer == "sgd":
-            optimizer.set_steps(eta)
-        if config.optimizer == "sdlm":
+        if config.optimizer == "sgd" and not any(sdlm):
+            optimizer.set_steps(config.step_size(pass_number))
+        if any(sdlm):
             m = min(config.sdlm_samples, n)
             sample = torch.stack([
                 torch.randperm(n, generator=generator(s, STREAM_HESSIAN, pass_number))[:m] for s in seeds
             ]).to(device)  # (K, m): each replica's own patterns
-            optimizer.estimate(x_train[sample].transpose(0, 1), config, eta)  # x: (m, K, 32, 32)
+            originals = torch.stack([x_train[c][i] for c, i in zip(codings, sample)], 1)  # (m, K, 32, 32)
+            optimizer.estimate(originals, config, config.step_size(pass_number), sgd_steps(configs, pass_number))
             ranges = optimizer.step_ranges()
         hessian_time = time.perf_counter() - t0
         wrong = torch.zeros(K, dtype=torch.float64)
         loss_sum = torch.zeros(K, dtype=torch.float64)
         for s in range(0, n, CHUNK):
             idx = order[:, s:s + CHUNK]  # (K, B)
-            if pools is None:
-                xs = x_train[idx].transpose(0, 1).contiguous()  # (B, K, 32, 32)
-            else:
-                xs = torch.stack([code(pool.patterns(i), config.input_coding) for pool, i in zip(pools, idx)])
-                xs = xs.to(device).transpose(0, 1).contiguous()  # (B, K, 32, 32)
-                idx = idx % n  # the labels of distorted copies are their originals'
-            ys = y_train[idx].t().contiguous()  # (B, K)
+            xs = patterns(idx)  # (B, K, 32, 32)
+            ys = y_train[idx % n].t().contiguous()  # (B, K): a distorted copy has its original's label
             outs, losses = [], []
             for b in range(0, xs.shape[0], bs):
                 if compiled is not None:
@@ -229,22 +273,22 @@ def fit(config: LeNetConfig, data: MNIST, seeds=None, device="cpu", start=None,
             if all(r.failed for r in results):
                 break
         train_time = time.perf_counter() - t0
-        test_error = evaluate(model, x_test, y_test)
+        test_error = evaluate_coded(model, x_test, y_test, codings)
         wall = time.perf_counter() - t0
         for k, r in enumerate(results):
             record = {
-                "pass": pass_number, "eta": eta,
+                "pass": pass_number, "eta": configs[k].step_size(pass_number),
                 "train_error": 100.0 * float(wrong[k]) / n,  # on the fly, as in Fig. 5
                 "train_loss": float(loss_sum[k]) / n,
                 "test_error": float(test_error[k]),
                 "wall_time_s": wall, "train_time_s": train_time, "hessian_time_s": hessian_time,
             }
-            if ranges is not None:
+            if ranges is not None and sdlm[k]:
                 for layer, per_replica in ranges.items():
                     record[f"eps_min_{layer}"], record[f"eps_max_{layer}"] = per_replica[k]
             r.history.append(record)
         if pass_number == config.epochs:
-            train_error = evaluate(model, x_train, y_train)
+            train_error = evaluate_coded(model, x_train, y_train, codings)
             for k, r in enumerate(results):
                 r.history[-1]["train_error_final"] = float(train_error[k])
         for k, r in enumerate(results):

@@ -78,7 +78,8 @@ def test_quick_runs_the_whole_pipeline(tmp_path, data_dir):
 
 def test_a_killed_ablation_loses_no_finished_run(tmp_path, data_dir):
     args = [sys.executable, "-m", "experiments.ablate", "--quick", "--only", "paper", "--only", "mle",
-            "--jobs", "1", "--epochs", "2", "--out", str(tmp_path), "--data-dir", str(data_dir), "--engine", "eager"]
+            "--jobs", "1", "--epochs", "2", "--out", str(tmp_path), "--data-dir", str(data_dir), "--engine", "eager",
+            "--lockstep", "variant"]  # two groups, one after the other: a kill can fall between them
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs = tmp_path / "runs"
@@ -136,3 +137,20 @@ def test_trainsize_quick_writes_its_table_and_figure(tmp_path, data_dir):
     table = (tmp_path / "trainsize.md").read_text()
     assert "| 500 | 2 |" in table and "| 2,000 | 2 |" in table
     assert (tmp_path / "figures" / "trainsize.png").is_file()
+
+
+def test_the_grid_trains_the_variants_of_one_architecture_as_one_group(tmp_path):
+    from experiments.ablate import plan
+
+    groups = plan(list(VARIANTS), 3, 20, 60000, tmp_path)
+    assert sum(len(runs) for _, runs in groups) == 3 * len(VARIANTS)
+    first = {label for label, _ in groups[0][1]}  # the largest group goes first
+    assert first == {"paper", "mle", "sgd", "pytorch_init", "literal_init", "unit_input", "paper+distortions"}
+    assert len(groups[0][1]) == 21
+    assert {label for label, _ in groups[-2][1]} | {label for label, _ in groups[-1][1]} >= {"adam"}
+    assert any({label for label, _ in runs} == {"modern", "modern+distortions"} for _, runs in groups)
+    for _, runs in groups:  # every run keeps its variant's own config and seed
+        for label, config in runs:
+            assert config.replace(seed=0) == VARIANTS[label].config
+    per_variant = plan(list(VARIANTS), 3, 20, 60000, tmp_path, lockstep="variant")
+    assert len(per_variant) == len(VARIANTS) and all(len(runs) == 3 for _, runs in per_variant)
