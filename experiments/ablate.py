@@ -5,10 +5,10 @@
     python -m experiments.ablate --quick                # whole pipeline in minutes, into results/quick
     python -m experiments.ablate --list
 
-The runs train in lockstep groups, one process each: by default every run that shares the paper's
-architecture (paper, mle, sgd, the two inits, unit_input, paper+distortions) in one group, and
-each other variant's seeds in another (`--lockstep variant`: one group per variant); `--jobs 2`
-runs two groups side by side. Every run has a folder named by the hash of its config under <out>/runs: finished runs
+The runs train in lockstep groups, one process each: by default the runs that share the paper's
+layer shapes (11 variants, 33 runs) in two groups of 18 and 15 replicas, and each other
+variant's seeds in a group (`--lockstep variant`: one group per variant); `--jobs 2` runs two
+groups side by side. Every run has a folder named by the hash of its config under <out>/runs: finished runs
 are skipped, a killed command resumes where it stopped, a failed run (e.g. a diverging loss)
 is recorded with its reason and the others go on. At the end `experiments.report` rebuilds
 the tables and figures from the run folders.
@@ -17,6 +17,7 @@ the tables and figures from the run folders.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import math
 import multiprocessing
 import time
 from pathlib import Path
@@ -57,30 +58,45 @@ def run_job(name, runs, root, data_dir, device, threads, engine):
     return name
 
 
-def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: str = "architecture") -> list:
+MAX_GROUP = 18  # replicas per lockstep group: throughput per process levels off from about 16
+
+
+def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: str = "architecture",
+         max_group: int = MAX_GROUP) -> list:
     """The lockstep groups that train the runs not yet done: [(group name, [(variant, config), ...])].
 
-    lockstep "variant": one group per variant (its seeds). "architecture": every run whose config
-    shares a LeNetConfig.lockstep_key trains in one group (e.g. paper, mle, sgd, the inits,
-    unit_input and paper+distortions: 21 replicas in one process), which runs more replicas
-    per step; each replica still follows its own config (tests/test_mixed_groups.py).
-    Largest groups first, so that `--jobs 2` starts the longest one at once.
+    lockstep "variant": one group per variant (its seeds). "architecture": the runs whose configs
+    share a LeNetConfig.lockstep_key train together (e.g. the 11 variants of the paper's layer
+    shapes: paper, full_c3, relu, tanh, mle, sgd, the inits, sum_subsampling, unit_input and
+    paper+distortions), split into about equal groups of at most `max_group` replicas, a
+    variant's seeds kept together. Each replica still follows its own config
+    (tests/test_mixed_groups.py). Largest groups first, so that `--jobs 2` starts them at once.
     """
-    groups = {}
+    by_key = {}
     for name in names:
         config = budget(VARIANTS[name].config, epochs, train_size)
         for seed in range(seeds):
             run = config.replace(seed=seed)
             if not RunFolder(root, run).done:
                 key = run.lockstep_key() if lockstep == "architecture" else name
-                groups.setdefault(key, []).append((name, run))
-    jobs = [(" + ".join(dict.fromkeys(label for label, _ in runs)), runs) for runs in groups.values()]
+                by_key.setdefault(key, {}).setdefault(name, []).append((name, run))
+    groups = []
+    for variants in by_key.values():
+        total = sum(len(runs) for runs in variants.values())
+        count = math.ceil(total / max_group)  # about equal groups of at most max_group (whole variants)
+        chunks, done = [[] for _ in range(count)], 0
+        for runs in variants.values():
+            chunks[min(count - 1, int((done + len(runs) / 2) * count / total))] += runs  # by its middle
+            done += len(runs)
+        groups += [chunk for chunk in chunks if chunk]
+    jobs = [(" + ".join(dict.fromkeys(label for label, _ in runs)), runs) for runs in groups]
     return sorted(jobs, key=lambda job: -group_cost(job[1]))
 
 
 def group_cost(runs) -> float:
-    """A rough relative cost, for ordering: per-pattern runs cost 1, minibatch runs 0.5."""
-    return sum(1.0 if config.batch_size == 1 else 0.5 for _, config in runs)
+    """A rough relative cost, for ordering: per-pattern runs cost 1, minibatch runs 0.7
+    (results/bench.md: Adam K=3 runs at about 1.4x the per-pattern K=3 rate)."""
+    return sum(1.0 if config.batch_size == 1 else 0.7 for _, config in runs)
 
 
 def validate_names(ctx, param, names):

@@ -11,9 +11,9 @@ Cases, each on the same machine in the same run, one torch thread unless said:
   (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop;
   (d) both cores: two processes side by side (what `ablate --jobs 2` does), each training
       its own K replicas with the compiled engine; then both running the grid's largest
-      lockstep group (the 7 variants of the paper's architecture x 3 seeds, with their own
-      inits, codings, criteria, step rules and distortion pools); and, for comparison, two
-      plain loops side by side. Timed from a common start (a barrier after a warm-up chunk) to the last
+      lockstep group (6 variants of the paper's layer shapes x 3 seeds, each replica with its
+      own init, coding, criterion, step rule, S2/S4 reading and distortion pool); and, for
+      comparison, two plain loops side by side. Timed from a common start (a barrier after a warm-up chunk) to the last
       process's end, so the total counts only time when both share the machine.
 Per case it reports patterns per second per replica and in total, and the ratio of the total
 to the reference of its kind. Writes results/bench.csv and results/bench.md, with an estimate
@@ -75,8 +75,9 @@ def engine(data, patterns, replicas, device, kind="eager", **changes):
 
 
 def grid_group(rank=0, patterns=None):
-    """The default grid's largest lockstep group (`ablate --all`: the variants that share the
-    paper's architecture, 3 seeds each), as configs; rank shifts the seeds, patterns shortens it."""
+    """The default grid's largest lockstep group (`ablate --all`: 6 of the variants that share
+    the paper's layer shapes, 3 seeds each), as configs; rank shifts the seeds, patterns
+    shortens it."""
     from .ablate import plan
     from .variants import VARIANTS
 
@@ -237,7 +238,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     lockstep groups, each group's time from the measured throughput of a process at its size,
     and the two workers' schedule (each group to the first free one, largest first).
 
-    Rates per process: the grid's mixed group from its side-by-side row; other per-pattern
+    Rates per process: groups of mixed variants from the grid's mixed-group row; other per-pattern
     groups from the side-by-side row of the nearest K (else one process alone, at K=3);
     minibatch groups from the single-process Adam K=3 row. Returns (hours, groups, variants)."""
     from .ablate import plan
@@ -250,13 +251,12 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     mixed = cpu[cpu.case.str.startswith(GRID_CASE)]
     names = [v.name for v in VARIANTS.values() if v.core or not core_only]
     groups = plan(names, 3, 20, 60000, Path("/nonexistent"), lockstep)
-    mixed_name = grid_group()[0]
     workers = [0.0, 0.0]
     for name, runs in groups:
         k = len(runs)
         if runs[0][1].batch_size > 1:
             rate = minibatch.get(3, minibatch.iloc[-1])
-        elif name == mixed_name and len(mixed):
+        elif len({label for label, _ in runs}) > 1 and len(mixed):  # a mixed group, like the measured one
             rate = mixed.patterns_per_s_total.iloc[-1] / 2
         elif len(side):
             rate = side[min(side.index, key=lambda m: abs(m - k))]
@@ -294,12 +294,12 @@ def render(table, patterns):
         core_hours, core_groups, n_core = grid_estimate(table, core_only=True)
         lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x 20 "
                   f"passes, compiled engine, `--jobs 2`): **{hours:.1f} h** on this machine, in {groups} lockstep "
-                  f"groups (`--lockstep architecture`, the default: the variants that share the paper's "
-                  f"architecture train as one group); {variant_hours:.1f} h with one group per variant "
+                  f"groups (`--lockstep architecture`, the default: the variants that share the paper's layer "
+                  f"shapes train together, in groups of at most 18); {variant_hours:.1f} h with one group per variant "
                   f"(`--lockstep variant`, {variant_groups} groups); the {n_core} core variants alone (`paper`, one "
                   f"switch per paper piece, `modern`): {core_hours:.1f} h. Each group's time comes from the measured "
-                  "throughput of one of two processes side by side at its size (the mixed-group row for the "
-                  "largest group; the nearest K otherwise; Adam: the single-process minibatch K=3 row), and the "
+                  "throughput of one of two processes side by side (the mixed-group row for groups of mixed "
+                  "variants; the nearest K otherwise; Adam: the single-process minibatch K=3 row), and the "
                   "groups are scheduled on two workers as `ablate` does; h_kk estimates, evaluation and compiling "
                   "are not counted, and distortions only in the mixed-group row."]
     except Exception as e:  # the estimate is a convenience; the table stands alone

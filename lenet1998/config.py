@@ -107,14 +107,17 @@ class LeNetConfig:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def lockstep_key(self) -> str:
-        """What the replicas of one lockstep group must share (lenet1998/train.py `fit`): one
-        architecture (one compiled graph), budget, schedule and batch size. They may differ in
-        seed, initialisation, input coding, distortions and pattern order, and, when trained
-        per pattern with an RBF output, in the criterion (MAP or MLE) and the step rule (SDLM
-        or SGD). Two configs with the same key can train in one group."""
+        """What the replicas of one lockstep group must share (lenet1998/train.py `fit`): the
+        layer shapes (one compiled graph), output layer, budget, schedule and batch size. They
+        may differ in seed, initialisation, input coding, distortions, pattern order, squashing
+        function, C3 table and (trainable S2/S4) average or sum, and, when trained per pattern
+        with an RBF output, in the criterion (MAP or MLE) and the step rule (SDLM or SGD).
+        Two configs with the same key can train in one group."""
         d = self.to_dict()
-        for name in ("seed", "init", "bias_init", "input_coding", "distortions", "order"):
+        for name in ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table"):
             del d[name]
+        if self.subsampling in ("trainable_average", "trainable_sum"):
+            d["subsampling"] = "trainable"
         if self.output == "rbf":
             del d["loss"]
         if self.optimizer in ("sdlm", "sgd"):

@@ -91,6 +91,35 @@ class Identity(nn.Module):
 ACTIVATIONS = {"scaled_tanh": ScaledTanh, "tanh": Tanh, "relu": ReLU}
 
 
+class ReplicaSquashing(nn.Module):
+    """Replica k squashes with ACTIVATIONS[kinds[k]]: for a lockstep group of variants that
+    differ in f only. Scaled and plain tanh are both A_k tanh(S_k a) (plain: A = S = 1, exactly
+    tanh); ReLU replicas take max(0, a) instead. Works on (N, K*maps, H, W) and (N, K, features)
+    alike: replica k owns the k-th block of dimension 1."""
+
+    def __init__(self, kinds):
+        super().__init__()
+        self.kinds = list(kinds)
+        scaled = [k == "scaled_tanh" for k in self.kinds]
+        for name, value in (("A", A), ("S", S), ("AS", A * S)):  # AS: the product in double, as ScaledTanh
+            self.register_buffer(name, torch.tensor([value if sc else 1.0 for sc in scaled]), persistent=False)
+        self.register_buffer("relu", torch.tensor([k == "relu" for k in self.kinds]), persistent=False)
+
+    def _blocks(self, a):
+        K = len(self.kinds)
+        return a.reshape(a.shape[0], K, -1), (lambda v: v.view(1, K, 1))  # (N, K, per-replica features)
+
+    def forward(self, a):
+        x, per = self._blocks(a)
+        t = per(self.A) * torch.tanh(per(self.S) * x)
+        return torch.where(per(self.relu), torch.relu(x), t).view_as(a)
+
+    def derivative(self, a):
+        x, per = self._blocks(a)
+        d = per(self.AS) * (1 - torch.tanh(per(self.S) * x) ** 2)
+        return torch.where(per(self.relu), (x > 0).to(x.dtype), d).view_as(a)
+
+
 # --------------------------------------------------------------------------------------------
 # Linear parts. Each layer has `linear(x, params, squared=False, reference=None)`:
 #   squared=False: the ordinary pre-activation a = W x + b with the given parameters;
@@ -110,20 +139,20 @@ class Conv(nn.Module):
     weight has zero gradient and zero second derivative, and never influences the output.
     """
 
-    def __init__(self, in_maps, out_maps, replicas=1, table=None, kernel=5):
+    def __init__(self, in_maps, out_maps, replicas=1, table=None, kernel=5, tables=None):
         super().__init__()
         self.in_maps, self.out_maps, self.replicas, self.kernel = in_maps, out_maps, replicas, kernel
         self.weight = nn.Parameter(torch.zeros(replicas * out_maps, in_maps, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(replicas * out_maps))
-        if table is None:
-            table = [[1] * out_maps for _ in range(in_maps)]
-        mask = torch.tensor(table, dtype=torch.float32).t()  # (out_maps, in_maps)
-        self.register_buffer("mask", mask[:, :, None, None].repeat(replicas, 1, 1, 1))
-        self.masked = not bool(mask.all())
+        full = [[1] * out_maps for _ in range(in_maps)]
+        tables = tables or [table] * replicas  # one table per replica (a group of mixed variants)
+        masks = [torch.tensor(t if t is not None else full, dtype=torch.float32).t() for t in tables]  # (out, in)
+        self.register_buffer("mask", torch.cat(masks)[:, :, None, None])  # (K*out, in, 1, 1)
+        self.masked = not bool(self.mask.all())
 
-    def inputs_per_map(self):
-        """F_i / 25: the number of input maps connected to each output map."""
-        return self.mask[: self.out_maps, :, 0, 0].sum(1)
+    def inputs_per_map(self, replica: int = 0):
+        """F_i / 25: the number of input maps connected to each output map (of one replica)."""
+        return self.mask[replica * self.out_maps:(replica + 1) * self.out_maps, :, 0, 0].sum(1)
 
     def linear(self, x, params, squared=False, reference=None):
         w, b = params
@@ -173,16 +202,24 @@ class TrainableSubsampling(nn.Module):
 
     def __init__(self, maps, replicas=1, average=True):
         super().__init__()
-        self.maps, self.replicas, self.average = maps, replicas, average
+        averages = list(average) if isinstance(average, (list, tuple)) else [average] * replicas
+        self.maps, self.replicas = maps, replicas
+        self.average = averages[0] if len(set(averages)) == 1 else None  # None: mixed (per replica)
         self.coef = nn.Parameter(torch.zeros(replicas * maps))
         self.bias = nn.Parameter(torch.zeros(replicas * maps))
+        # Per map: 1/4 (average) or 1 (sum), for a lockstep group that mixes the two readings.
+        scales = torch.tensor([0.25 if a else 1.0 for a in averages]).repeat_interleave(maps)
+        self.register_buffer("scales", scales, persistent=False)
 
     def linear(self, x, params, squared=False, reference=None):
         c, b = params
+        s = F.avg_pool2d(x, 2, divisor_override=1)  # (N, K*maps, H/2, W/2): 2x2 sums, per map
+        if self.average is None:
+            scale = self.scales.square() if squared else self.scales
+            return torch.addcmul(b.view(-1, 1, 1), s, (scale * c).view(-1, 1, 1))  # b + (scale c) s
         scale = 0.25 if self.average else 1.0
         if squared:
             scale = scale**2
-        s = F.avg_pool2d(x, 2, divisor_override=1)  # (N, K*maps, H/2, W/2): 2x2 sums, per map
         return torch.addcmul(b.view(-1, 1, 1), s, c.view(-1, 1, 1), value=scale)  # b + scale * c * s
 
     def free_entries(self, param):
@@ -312,7 +349,7 @@ def init_layer(layer, replica: int, rule: str, bias_rule: str, generator: torch.
     """
     if isinstance(layer, Conv):
         k2 = layer.kernel**2
-        fan = layer.inputs_per_map() * k2 if rule != "pytorch" else torch.full((layer.out_maps,), float(layer.in_maps * k2))
+        fan = layer.inputs_per_map(replica) * k2 if rule != "pytorch" else torch.full((layer.out_maps,), float(layer.in_maps * k2))
         bound = fan_in_bound(fan, rule)
         rows = slice(replica * layer.out_maps, (replica + 1) * layer.out_maps)
         w = _uniform((layer.out_maps, layer.in_maps, layer.kernel, layer.kernel), bound, generator)
@@ -335,15 +372,19 @@ def _bias(bound, bias_rule, generator):
     return _uniform(tuple(bound.shape), bound, generator)
 
 
-def subsampling_layer(kind: str, maps: int, replicas: int) -> nn.Module:
-    if kind == "trainable_average":
-        return TrainableSubsampling(maps, replicas, average=True)
-    if kind == "trainable_sum":
-        return TrainableSubsampling(maps, replicas, average=False)
-    return Pool(maps, "avg" if kind == "avg_pool" else "max")
+def subsampling_layer(kind, maps: int, replicas: int) -> nn.Module:
+    """S2/S4 of one kind, or, given one kind per replica, trainable subsampling that averages
+    for some replicas and sums for others (a lockstep group of mixed variants)."""
+    kinds = list(kind) if isinstance(kind, (list, tuple)) else [kind]
+    if set(kinds) <= {"trainable_average", "trainable_sum"}:
+        average = [k == "trainable_average" for k in kinds]
+        return TrainableSubsampling(maps, replicas, average=average if len(kinds) > 1 else average[0])
+    if len(set(kinds)) > 1:
+        raise ValueError(f"parameter-free pooling does not mix with other subsampling: {sorted(set(kinds))}")
+    return Pool(maps, "avg" if kinds[0] == "avg_pool" else "max")
 
 
 __all__ = [
-    "A", "S", "C3_TABLE", "ACTIVATIONS", "Conv", "TrainableSubsampling", "Pool",
+    "A", "S", "C3_TABLE", "ACTIVATIONS", "ReplicaSquashing", "Conv", "TrainableSubsampling", "Pool",
     "FullyConnected", "RBFOutput", "load_bitmaps", "init_layer", "subsampling_layer",
 ]

@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import LeNetConfig
 from .layers import (
-    ACTIVATIONS, C3_TABLE, Conv, FullyConnected, Identity, RBFOutput, TrainableSubsampling,
+    ACTIVATIONS, C3_TABLE, Conv, FullyConnected, Identity, RBFOutput, ReplicaSquashing, TrainableSubsampling,
     init_layer, subsampling_layer,
 )
 
@@ -34,17 +34,25 @@ PAPER_TOTALS = (60000, 340908)
 class LeNet5(nn.Module):
     """LeNet-5 with every paper piece chosen by `config`, in `replicas` independent copies."""
 
-    def __init__(self, config: LeNetConfig = LeNetConfig(), replicas: int = 1):
+    def __init__(self, config: LeNetConfig = LeNetConfig(), replicas: int = 1, configs=None):
         super().__init__()
         self.config, self.replicas = config, replicas
         K = replicas
-        squash = ACTIVATIONS[config.squashing]
-        table = C3_TABLE if config.c3_table == "paper" else None
+        # configs: one per replica in a lockstep group of mixed variants (LeNetConfig.lockstep_key),
+        # which may differ in f, the C3 table and the S2/S4 reading (average or sum).
+        configs = list(configs) if configs else [config] * K
+        squashings = [c.squashing for c in configs]
+        subsampling = [c.subsampling for c in configs] if len({c.subsampling for c in configs}) > 1 else config.subsampling
+        tables = [C3_TABLE if c.c3_table == "paper" else None for c in configs]
+
+        def squash():
+            return ACTIVATIONS[squashings[0]]() if len(set(squashings)) == 1 else ReplicaSquashing(squashings)
+
         self.layers = nn.ModuleDict({
             "C1": Conv(1, 6, K),
-            "S2": subsampling_layer(config.subsampling, 6, K),
-            "C3": Conv(6, 16, K, table=table),
-            "S4": subsampling_layer(config.subsampling, 16, K),
+            "S2": subsampling_layer(subsampling, 6, K),
+            "C3": Conv(6, 16, K, tables=tables),
+            "S4": subsampling_layer(subsampling, 16, K),
             "C5": Conv(16, 120, K),
             "F6": FullyConnected(120, 84, K),
         })

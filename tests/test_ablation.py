@@ -139,17 +139,19 @@ def test_trainsize_quick_writes_its_table_and_figure(tmp_path, data_dir):
     assert (tmp_path / "figures" / "trainsize.png").is_file()
 
 
-def test_the_grid_trains_the_variants_of_one_architecture_as_one_group(tmp_path):
+def test_the_grid_trains_the_variants_of_one_architecture_together(tmp_path):
     from experiments.ablate import plan
 
     groups = plan(list(VARIANTS), 3, 20, 60000, tmp_path)
     assert sum(len(runs) for _, runs in groups) == 3 * len(VARIANTS)
-    first = {label for label, _ in groups[0][1]}  # the largest group goes first
-    assert first == {"paper", "mle", "sgd", "pytorch_init", "literal_init", "unit_input", "paper+distortions"}
-    assert len(groups[0][1]) == 21
-    assert {label for label, _ in groups[-2][1]} | {label for label, _ in groups[-1][1]} >= {"adam"}
+    shared = {"paper", "full_c3", "relu", "tanh", "mle", "sgd", "pytorch_init", "literal_init",
+              "sum_subsampling", "unit_input", "paper+distortions"}  # the paper's layer shapes
+    first, second = ({label for label, _ in runs} for _, runs in groups[:2])  # the largest go first
+    assert first | second == shared and not first & second
+    assert sorted(len(runs) for _, runs in groups[:2]) == [15, 18]  # at most MAX_GROUP, about equal
     assert any({label for label, _ in runs} == {"modern", "modern+distortions"} for _, runs in groups)
     for _, runs in groups:  # every run keeps its variant's own config and seed
+        assert sorted(config.seed for label, config in runs if label == runs[0][0]) == [0, 1, 2]
         for label, config in runs:
             assert config.replace(seed=0) == VARIANTS[label].config
     per_variant = plan(list(VARIANTS), 3, 20, 60000, tmp_path, lockstep="variant")

@@ -1,4 +1,6 @@
-"""Lockstep groups of mixed variants: every replica follows its own config trained alone."""
+"""Lockstep groups of mixed variants: every replica follows its own config trained alone,
+with its own squashing, C3 table, S2/S4 reading, init, input coding, distortions, order,
+criterion and step rule."""
 
 import pytest
 import torch
@@ -16,6 +18,10 @@ MIXED = {
     "unit_input": {"input_coding": "unit"},
     "distortions": {"distortions": "affine"},
     "reshuffle": {"order": "reshuffle"},
+    "full_c3": {"c3_table": "full"},
+    "relu": {"squashing": "relu"},
+    "tanh": {"squashing": "tanh"},
+    "sum_subsampling": {"subsampling": "trainable_sum"},
 }
 
 
@@ -59,8 +65,8 @@ def test_the_compiled_engine_follows_the_eager_loop_in_a_mixed_group(mnist):
 
 def test_configs_that_differ_in_architecture_or_budget_do_not_group(mnist):
     base = small()
-    for changes in ({"subsampling": "max_pool"}, {"c3_table": "full"}, {"epochs": 3},
-                    {"optimizer": "adam", "batch_size": 4}, {"map_j": 5.0}):
+    for changes in ({"subsampling": "max_pool"}, {"output": "linear", "loss": "cross_entropy"}, {"epochs": 3},
+                    {"optimizer": "adam", "batch_size": 4}, {"map_j": 5.0}, {"train_size": 200}):
         assert base.replace(**changes).lockstep_key() != base.lockstep_key(), changes
         with pytest.raises(ValueError, match="one lockstep group"):
             fit([base, base.replace(seed=1, **changes)], mnist)
