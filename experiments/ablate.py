@@ -29,7 +29,7 @@ from lenet1998.data import load_mnist
 from lenet1998.results import RunFolder, check_writable, train_group
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
-from .report import build_report
+from .report import build_report, repository_docs
 from .variants import VARIANTS, budget
 
 QUICK = {"epochs": 1, "train_size": 2000, "seeds": 2}
@@ -160,8 +160,8 @@ def main(run_all, names, list_only, seeds, epochs, jobs, lockstep, out, quick, d
                 elapsed = time.perf_counter() - t0
                 left = elapsed / i * (len(args) - i)
                 click.echo(f"== {name} done ({i}/{len(args)} groups, {elapsed / 60:.1f} min, ~{left / 60:.1f} min left)")
-    readme = None if quick else Path(__file__).resolve().parent.parent / "README.md"
-    paths = build_report(out, seeds=seeds, epochs=epochs, train_size=train_size, data_dir=data_dir, readme=readme)
+    paths = build_report(out, seeds=seeds, epochs=epochs, train_size=train_size, data_dir=data_dir,
+                         readme=repository_docs(out, quick, seeds, epochs))
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

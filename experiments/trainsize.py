@@ -22,7 +22,7 @@ from lenet1998.paper import FIG6
 from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest
 
 from .ablate import run_job
-from .report import fill_section, fmt, save_figure
+from .report import fill_section, fmt, repository_docs, save_figure
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .variants import VARIANTS, budget
 
@@ -125,7 +125,8 @@ def main(sizes, seeds, epochs, jobs, out, quick, data_dir, device, engine):
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for future in cf.as_completed([pool.submit(run_job, *a) for a in args]):
                 click.echo(f"== {future.result()} done")
-    reproducing = None if quick else Path(__file__).resolve().parent.parent / "REPRODUCING.md"
+    docs = repository_docs(out, quick, seeds, epochs)
+    reproducing = None if docs is None else docs.parent / "REPRODUCING.md"
     paths = write_tables(out, collect(out, sizes, seeds, epochs), epochs, reproducing)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 

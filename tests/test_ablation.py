@@ -156,3 +156,12 @@ def test_the_grid_trains_the_variants_of_one_architecture_together(tmp_path):
             assert config.replace(seed=0) == VARIANTS[label].config
     per_variant = plan(list(VARIANTS), 3, 20, 60000, tmp_path, lockstep="variant")
     assert len(per_variant) == len(VARIANTS) and all(len(runs) == 3 for _, runs in per_variant)
+
+
+def test_only_the_committed_grid_rewrites_readme_and_reproducing(tmp_path):
+    from experiments.report import repository_docs
+
+    assert repository_docs(REPO / "results", False, 3, 20) == REPO / "README.md"
+    assert repository_docs(tmp_path, False, 3, 20) is None  # another --out: a timing run, say
+    assert repository_docs(REPO / "results", False, 3, 2) is None  # another budget
+    assert repository_docs(REPO / "results", True, 3, 20) is None
