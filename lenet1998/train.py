@@ -256,7 +256,8 @@ def fit(config, data: MNIST, seeds=None, device="cpu", start=None,
                 torch.randperm(n, generator=generator(s, STREAM_HESSIAN, pass_number))[:m] for s in seeds
             ]).to(device)  # (K, m): each replica's own patterns
             originals = torch.stack([x_train[c][i] for c, i in zip(codings, sample)], 1)  # (m, K, 32, 32)
-            optimizer.estimate(originals, config, config.step_size(pass_number), sgd_steps(configs, pass_number))
+            eta = configs[sdlm.index(True)].step_size(pass_number)  # SDLM's eta (an SGD config's step is eta/mu)
+            optimizer.estimate(originals, config, eta, sgd_steps(configs, pass_number))
             ranges = optimizer.step_ranges()
         hessian_time = time.perf_counter() - t0
         wrong = torch.zeros(K, dtype=torch.float64)

@@ -9,10 +9,10 @@ from lenet1998.config import LeNetConfig
 from lenet1998.train import fit
 
 # Variants that share the paper's architecture, each as a change to a small paper config.
-MIXED = {
+MIXED = {  # SGD first: what the group shares must not be read from its first config
+    "sgd": {"optimizer": "sgd", "lr": 1e-4},  # a step of 1e-4 on every weight, not SDLM's eta
     "paper": {},
     "mle": {"loss": "mle"},
-    "sgd": {"optimizer": "sgd", "lr": 1e-4},
     "pytorch_init": {"init": "pytorch"},
     "literal_init": {"init": "paper"},
     "unit_input": {"input_coding": "unit"},
@@ -49,9 +49,10 @@ def test_each_replica_of_a_mixed_group_follows_its_config_alone(mnist):
             assert g["eta"] == a["eta"], name
             assert g["test_error"] == pytest.approx(a["test_error"], abs=0.05), name
             assert g["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4), name
-    assert "eps_max_C1" not in group[2].history[0] and group[2].history[0]["eta"] == 1e-4
-    # Distinct configs give distinct runs (the test can fail): replica 1 (MLE) is not replica 0.
-    assert not torch.allclose(group[0].state["layers.F6.weight"], group[1].state["layers.F6.weight"])
+    assert "eps_max_C1" not in group[0].history[0] and group[0].history[0]["eta"] == 1e-4
+    assert group[1].history[0]["eta"] == 5e-5 and "eps_max_C1" in group[1].history[0]
+    # Distinct configs give distinct runs (the test can fail): replica 2 (MLE) is not replica 1.
+    assert not torch.allclose(group[1].state["layers.F6.weight"], group[2].state["layers.F6.weight"])
 
 
 def test_the_compiled_engine_follows_the_eager_loop_in_a_mixed_group(mnist):
