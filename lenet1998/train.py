@@ -248,16 +248,16 @@ def fit(config, data: MNIST, seeds=None, device="cpu", start=None,
         t0 = time.perf_counter()
         order = torch.stack([pattern_order(c, c.seed, n, pass_number) for c in configs]).to(device)  # (K, n)
         ranges = None
-        if config.optimizer == "sgd" and not any(sdlm):
-            optimizer.set_steps(config.step_size(pass_number))
+        if config.optimizer == "sgd" and not any(sdlm):  # each replica its own step (lr may differ)
+            optimizer.set_steps(config.step_size(pass_number), sgd_steps(configs, pass_number))
         if any(sdlm):
             m = min(config.sdlm_samples, n)
             sample = torch.stack([
                 torch.randperm(n, generator=generator(s, STREAM_HESSIAN, pass_number))[:m] for s in seeds
             ]).to(device)  # (K, m): each replica's own patterns
-            originals = torch.stack([x_train[c][i] for c, i in zip(codings, sample)], 1)  # (m, K, 32, 32)
+            h_patterns = torch.stack([x_train[c][i] for c, i in zip(codings, sample)], 1)  # (m, K, 32, 32)
             eta = configs[sdlm.index(True)].step_size(pass_number)  # SDLM's eta (an SGD config's step is eta/mu)
-            optimizer.estimate(originals, config, eta, sgd_steps(configs, pass_number))
+            optimizer.estimate(h_patterns, config, eta, sgd_steps(configs, pass_number))
             ranges = optimizer.step_ranges()
         hessian_time = time.perf_counter() - t0
         wrong = torch.zeros(K, dtype=torch.float64)

@@ -75,3 +75,14 @@ def test_configs_that_differ_in_architecture_or_budget_do_not_group(mnist):
         assert base.replace(seed=4, **changes).lockstep_key() == base.lockstep_key(), changes
     with pytest.raises(ValueError, match="inside each config"):
         fit([base], mnist, seeds=[1])
+
+
+def test_sgd_replicas_with_their_own_steps_follow_their_configs_alone(mnist):
+    configs = [small(optimizer="sgd", lr=lr, seed=seed, epochs=1, train_size=100)
+               for seed, lr in ((1, 1e-4), (2, 3e-4))]
+    group = fit(configs, mnist)
+    for config, grouped in zip(configs, group):
+        (alone,) = fit(config, mnist)
+        assert grouped.history[0]["eta"] == config.lr
+        for key, p in alone.state.items():
+            torch.testing.assert_close(grouped.state[key], p, rtol=0, atol=1e-5, msg=key)
