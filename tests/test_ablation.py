@@ -74,6 +74,14 @@ def test_quick_runs_the_whole_pipeline(tmp_path, data_dir):
     build_report(tmp_path, seeds=2, epochs=1, train_size=2000, data_dir=data_dir)
     after = {p: p.read_bytes() for p in before}
     assert before == after  # the report is a function of the run folders
+    from experiments.timing import groups, main as timing, schedule
+
+    table = groups(tmp_path / "runs")  # every group recorded its members: 17 variants in all
+    assert sum(len(g.split(" + ")) for g in table.group) == len(VARIANTS)
+    assert schedule([3.0, 2.0, 2.0, 1.0], 2) == 4.0 and schedule([1.0, 1.0], 1) == 2.0
+    result = CliRunner().invoke(timing, ["--out", str(tmp_path), "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Projected to 3 passes" in (tmp_path / "timing.md").read_text()
 
 
 def test_a_killed_ablation_loses_no_finished_run(tmp_path, data_dir):
