@@ -12,6 +12,9 @@ maps of replica k sit in channel block k, and each convolution sees only its rep
 (`groups=K`, one batched matrix product for one pattern, or one convolution per replica for a
 minibatch on CPU), so replica k only ever sees its own input and its own weights. K = 1 is the ordinary network. This is what
 lets several seeds train in lockstep, each one pattern at a time (see lenet1998/train.py).
+Replicas may also differ in the squashing function (`ReplicaSquashing`), the C3 table (`Conv`
+with one table per replica) and the S2/S4 reading (`TrainableSubsampling` averaging for some
+replicas, summing for others): a lockstep group of mixed variants.
 """
 
 from __future__ import annotations
