@@ -26,11 +26,15 @@ def mle_loss(penalties, target, j=None):
     return penalties.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N, K)
 
 
+def log_sum(penalties, j):
+    """The term Eq. (9) adds to Eq. (8): log(e^{-j} + sum_i e^{-y_i}), with logsumexp. (N, K)"""
+    rubbish = torch.full_like(penalties[..., :1], -float(j))  # (N, K, 1): the e^{-j} term
+    return torch.logsumexp(torch.cat([rubbish, -penalties], dim=-1), dim=-1)
+
+
 def map_loss(penalties, target, j):
     """Eq. (9): y_D + log(e^{-j} + sum_i e^{-y_i}), computed with logsumexp."""
-    rubbish = torch.full_like(penalties[..., :1], -float(j))  # (N, K, 1): the e^{-j} term
-    log_sum = torch.logsumexp(torch.cat([rubbish, -penalties], dim=-1), dim=-1)  # (N, K)
-    return mle_loss(penalties, target) + log_sum
+    return mle_loss(penalties, target) + log_sum(penalties, j)
 
 
 def cross_entropy(logits, target, j=None):
@@ -56,9 +60,7 @@ def replica_losses(names):
     keep = torch.tensor([float(n == "map") for n in names])  # (K,)
 
     def loss(penalties, target, j):
-        rubbish = torch.full_like(penalties[..., :1], -float(j))
-        log_sum = torch.logsumexp(torch.cat([rubbish, -penalties], dim=-1), dim=-1)  # (N, K)
-        return mle_loss(penalties, target) + keep.to(penalties.device) * log_sum
+        return mle_loss(penalties, target) + keep.to(penalties.device) * log_sum(penalties, j)
 
     return loss
 

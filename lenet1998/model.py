@@ -42,7 +42,7 @@ class LeNet5(nn.Module):
         # which may differ in f, the C3 table and the S2/S4 reading (average or sum).
         configs = list(configs) if configs else [config] * K
         squashings = [c.squashing for c in configs]
-        subsampling = [c.subsampling for c in configs] if len({c.subsampling for c in configs}) > 1 else config.subsampling
+        subsampling = [c.subsampling for c in configs]  # one kind per replica; alike: the ordinary layer
         tables = [C3_TABLE if c.c3_table == "paper" else None for c in configs]
 
         def squash():

@@ -93,18 +93,21 @@ def pattern_order(config: LeNetConfig, seed: int, n: int, pass_number: int) -> t
 
 
 @torch.no_grad()
-def evaluate(model: LeNet5, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Error rate (%) of each replica on coded images (N, 32, 32): a (K,) tensor."""
+def _error_rates(model: LeNet5, labels: torch.Tensor, inputs) -> torch.Tensor:
+    """Error rate (%) of each replica; inputs(a, b): the inputs (b - a, K, 32, 32) of patterns a..b."""
     K, wrong = model.replicas, torch.zeros(model.replicas)
     B = eval_batch(K)
-    for s in range(0, len(images), B):
-        x = images[s:s + B].unsqueeze(1).expand(-1, K, -1, -1)  # (B, K, 32, 32)
-        pred = model.predict(model(x))  # (B, K)
+    for s in range(0, len(labels), B):
+        pred = model.predict(model(inputs(s, s + B)))  # (B, K)
         wrong += (pred != labels[s:s + B, None]).sum(0).cpu()
-    return 100.0 * wrong / len(images)
+    return 100.0 * wrong / len(labels)
 
 
-@torch.no_grad()
+def evaluate(model: LeNet5, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Error rate (%) of each replica on coded images (N, 32, 32): a (K,) tensor."""
+    return _error_rates(model, labels, lambda a, b: images[a:b].unsqueeze(1).expand(-1, model.replicas, -1, -1))
+
+
 def evaluate_coded(model: LeNet5, coded: dict, labels: torch.Tensor, codings: list) -> torch.Tensor:
     """`evaluate` where replica k reads the images in its own input coding codings[k]:
     coded maps each coding to its images (N, 32, 32). One forward pass for all codings."""
@@ -113,13 +116,7 @@ def evaluate_coded(model: LeNet5, coded: dict, labels: torch.Tensor, codings: li
     names = list(coded)
     stacked = torch.stack([coded[c] for c in names])  # (codings, N, 32, 32)
     which = torch.tensor([names.index(c) for c in codings], device=stacked.device)  # (K,)
-    K, wrong = model.replicas, torch.zeros(model.replicas)
-    B = eval_batch(K)
-    for s in range(0, stacked.shape[1], B):
-        x = stacked[:, s:s + B][which].transpose(0, 1)  # (B, K, 32, 32)
-        pred = model.predict(model(x))  # (B, K)
-        wrong += (pred != labels[s:s + B, None]).sum(0).cpu()
-    return 100.0 * wrong / stacked.shape[1]
+    return _error_rates(model, labels, lambda a, b: stacked[:, a:b][which].transpose(0, 1))
 
 
 def make_optimizer(configs, model: LeNet5):
