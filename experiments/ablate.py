@@ -93,6 +93,15 @@ def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: 
     return sorted(jobs, key=lambda job: -group_cost(job[1]))
 
 
+def schedule(durations, jobs: int) -> float:
+    """Makespan of running `durations` in order, each on the first free of `jobs` workers
+    (how `--jobs` hands the groups out)."""
+    workers = [0.0] * jobs
+    for d in durations:
+        workers[workers.index(min(workers))] += d
+    return max(workers)
+
+
 def group_cost(runs) -> float:
     """A rough relative cost, for ordering: per-pattern runs cost 1, minibatch runs 0.7
     (results/bench.md: Adam K=3 runs at about 1.4x the per-pattern K=3 rate)."""

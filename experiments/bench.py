@@ -241,7 +241,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     Rates per process: groups of mixed variants from the grid's mixed-group row; other per-pattern
     groups from the side-by-side row of the nearest K (else one process alone, at K=3);
     minibatch groups from the single-process Adam K=3 row. Returns (hours, groups, variants)."""
-    from .ablate import plan
+    from .ablate import plan, schedule
     from .variants import VARIANTS
 
     cpu = table[table.device == device]
@@ -251,7 +251,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     mixed = cpu[cpu.case.str.startswith(GRID_CASE)]
     names = [v.name for v in VARIANTS.values() if v.core or not core_only]
     groups = plan(names, 3, 20, 60000, Path("/nonexistent"), lockstep)
-    workers = [0.0, 0.0]
+    seconds = []
     for name, runs in groups:
         k = len(runs)
         if runs[0][1].batch_size > 1:
@@ -262,9 +262,8 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
             rate = side[min(side.index, key=lambda m: abs(m - k))]
         else:
             rate = alone[min(alone.index, key=lambda m: abs(m - k))]
-        seconds = sum(c.epochs * c.train_size for _, c in runs) / rate
-        workers[workers.index(min(workers))] += seconds
-    return max(workers) / 3600, len(groups), len(names)
+        seconds.append(sum(c.epochs * c.train_size for _, c in runs) / rate)
+    return schedule(seconds, 2) / 3600, len(groups), len(names)
 
 
 def render(table, patterns):

@@ -19,7 +19,9 @@ import pandas as pd
 
 from lenet1998.results import atomic_write_text, read_manifest
 
+from .ablate import plan, schedule
 from .common import one_line_errors
+from .variants import VARIANTS
 
 
 def groups(runs_root: Path) -> pd.DataFrame:
@@ -40,22 +42,10 @@ def groups(runs_root: Path) -> pd.DataFrame:
         pass_time_s=("pass_time_s", "mean")).reset_index()
 
 
-def ablate_order(group: str) -> int:
-    """The position of a group (its variants joined by " + ") in the order `ablate --all` starts them."""
-    from .ablate import plan
-    from .variants import VARIANTS
-
+def ablate_order(groups) -> list:
+    """The position of each group (its variants joined by " + ") in the order `ablate --all` starts them."""
     order = [frozenset(label for label, _ in runs) for _, runs in plan(list(VARIANTS), 3, 20, 60000, Path("/nonexistent"))]
-    variants = frozenset(group.split(" + "))
-    return order.index(variants) if variants in order else len(order)
-
-
-def schedule(durations, jobs: int) -> float:
-    """Makespan of running `durations` in order, each on the first free of `jobs` workers."""
-    workers = [0.0] * jobs
-    for d in durations:
-        workers[workers.index(min(workers))] += d
-    return max(workers)
+    return [order.index(v) if v in order else len(order) for v in (frozenset(g.split(" + ")) for g in groups)]
 
 
 @click.command()
@@ -68,7 +58,7 @@ def main(out, epochs, jobs):
     """Project the grid's wall time from a short timing run; write <out>/timing.md."""
     table = groups(Path(out) / "runs")
     table["projected_s"] = table.wall_time_s + (epochs - table.passes) * table.pass_time_s
-    table["order"] = [ablate_order(g) for g in table.group]
+    table["order"] = ablate_order(table.group)
     table = table.sort_values(["order", "projected_s"], ascending=[True, False], kind="stable")
     measured = schedule(table.wall_time_s, jobs)
     projected = schedule(table.projected_s, jobs)
