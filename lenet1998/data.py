@@ -8,8 +8,10 @@ x = -0.1 + 1.275 p / 255, and the 28x28 images are padded to 32x32 with backgrou
 (-0.1), never resized. The modern coding ("unit") is p / 255 padded with zeros.
 
 The data folder is the one given, else $LENET1998_DATA, else ./data; the four raw IDX files lie
-in <folder>/MNIST/raw/ as torchvision expects. Missing files are downloaded by torchvision
-where the network allows; every file is checked against its known MD5 before use.
+in <folder>/MNIST/raw/ as torchvision expects (a named folder may also be MNIST/ or MNIST/raw/
+itself). Missing files are downloaded by torchvision, where the network allows, only into the
+default ./data: a folder the user named must hold them, and nothing is created in it. Every
+file is checked against its known MD5 before use.
 """
 
 from __future__ import annotations
@@ -46,7 +48,28 @@ class MNIST:
 
 
 def resolve_data_dir(data_dir=None) -> Path:
-    return Path(data_dir or os.environ.get("LENET1998_DATA") or "data")
+    """The root folder for torchvision: the one whose MNIST/raw/ holds (or will hold) the files.
+
+    The folder given, else $LENET1998_DATA, else ./data. A folder the user named may be that
+    root, its MNIST/ folder or the MNIST/raw/ folder itself; this only reads, never creates.
+    """
+    given = Path(data_dir or os.environ.get("LENET1998_DATA") or "data")
+    if (given / "MNIST" / "raw").is_dir():
+        return given
+    if given.name == "MNIST" and (given / "raw").is_dir():
+        return given.parent
+    if given.name == "raw" and given.parent.name == "MNIST" and given.is_dir():
+        return given.parent.parent
+    return given
+
+
+def _user_named(data_dir) -> str | None:
+    """How the user named the data folder ('--data-dir', 'LENET1998_DATA'), or None for the default."""
+    if data_dir:
+        return "--data-dir"
+    if os.environ.get("LENET1998_DATA"):
+        return "LENET1998_DATA"
+    return None
 
 
 def _md5(path: Path) -> str:
@@ -72,10 +95,26 @@ def check_files(root: Path, checksums=MNIST_FILES) -> None:
 
 
 def load_mnist(data_dir=None, download=True) -> MNIST:
-    """Load the four MNIST files into tensors, downloading them first if allowed and missing."""
+    """Load the four MNIST files into tensors.
+
+    Missing files are downloaded (if allowed) only into the default ./data; a folder the user
+    named (data_dir or $LENET1998_DATA) must already hold them, and nothing is created in it:
+    a folder without MNIST is a DataError naming it and saying what to pass.
+    """
     root = resolve_data_dir(data_dir)
     raw = root / "MNIST" / "raw"
-    if download and not all((raw / name).is_file() for name in MNIST_FILES):
+    named = _user_named(data_dir)
+    if named and not raw.is_dir():
+        given = Path(data_dir or os.environ["LENET1998_DATA"])
+        what = "does not exist" if not given.exists() else "holds no MNIST"
+        if any((given / name).is_file() for name in MNIST_FILES):
+            what = "holds MNIST files but not in the MNIST/raw/ layout torchvision reads; move them"
+        raise DataError(
+            f"{named} {given} {what}: expected the files {', '.join(MNIST_FILES)} in "
+            f"{given / 'MNIST' / 'raw'}. Pass {named} the folder that holds MNIST/raw/ (or MNIST/ or "
+            f"MNIST/raw/ itself); without --data-dir and LENET1998_DATA, MNIST is downloaded into ./data."
+        )
+    if download and not named and not all((raw / name).is_file() for name in MNIST_FILES):
         try:
             import torchvision
 
