@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,32 +158,97 @@ class ImageError(ValueError):
 
 
 def read_image(path) -> torch.Tensor:
-    """A greyscale image file (PNG, JPEG, ...) as float32 (H, W) in [0, 1], 1 = white."""
-    from PIL import Image, UnidentifiedImageError
+    """A digit image file (PNG, JPEG, ...) as greyscale float32 (H, W) in [0, 1], 1 = white.
+
+    Colour becomes grey. Transparency (RGBA, LA, a palette's transparent index) is composited
+    onto the inverse of the ink: the ink colour is the alpha-weighted mean grey, and the
+    background becomes white under dark ink, black under light ink, whatever colour the
+    transparent pixels carry. Every failure to read (no file, a directory, not an image, a
+    truncated file, an image over PIL's decompression-bomb limit, Image.MAX_IMAGE_PIXELS) is an
+    ImageError naming the file.
+    """
+    from PIL import Image
 
     path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory (give the image files, e.g. {path}/*.png)")
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        with Image.open(path) as im:
-            grey = im.convert("L")
-            data = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(grey.height, grey.width)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(f"{path}: not a readable image ({e.__class__.__name__})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse, not warn
+            with Image.open(path) as im:
+                has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+                if has_alpha:
+                    im = im.convert("RGBA")
+                    alpha = _as_tensor(im.getchannel("A"))
+                grey = _as_tensor(im.convert("L"))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{path}: too large to read safely ({_first_line(e)})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:  # PIL's errors on bad files
+        raise ImageError(f"{path}: not a readable image ({e.__class__.__name__}: {_first_line(e)})") from None
+    if has_alpha and bool((alpha < 1).any()):
+        weight = alpha.sum()
+        if weight == 0:  # fully transparent: nothing drawn
+            return torch.ones_like(grey)
+        background = 1.0 if float((alpha * grey).sum() / weight) < 0.5 else 0.0
+        grey = alpha * grey + (1 - alpha) * background
+    return grey
+
+
+def _first_line(error) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _as_tensor(image) -> torch.Tensor:
+    """A PIL image of one 8-bit band -> float32 (H, W) in [0, 1]."""
+    data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(image.height, image.width)
     return data.to(torch.float32) / 255.0
+
+
+def border_background(image: torch.Tensor, rounds: int = 3) -> torch.Tensor:
+    """A smooth estimate of the background of a greyscale image (H, W): a quadratic surface
+    a + bx + cy + dx^2 + exy + fy^2 fitted by least squares to the border pixels, which are
+    background as in to_mnist. A flat background gives its level, a linear gradient or a
+    vignette (quadratic shading) is followed exactly; shading of higher order only in part.
+    Border pixels far from the fit (ink touching the edge) are dropped and the fit repeated.
+    """
+    h, w = image.shape
+    y = torch.linspace(-1, 1, h, dtype=torch.float64)[:, None]  # (H, 1)
+    x = torch.linspace(-1, 1, w, dtype=torch.float64)[None, :]  # (1, W)
+    on_border = torch.zeros(h, w, dtype=torch.bool)
+    on_border[0] = on_border[-1] = on_border[:, 0] = on_border[:, -1] = True
+    terms = [torch.ones(h, w, dtype=torch.float64), x.expand(h, w), y.expand(h, w), (x * x).expand(h, w),
+             x * y, (y * y).expand(h, w)]
+    basis = torch.stack([t[on_border] for t in terms], -1)  # (B, 6)
+    values = image[on_border].to(torch.float64)  # (B,)
+    keep = torch.ones_like(values, dtype=torch.bool)
+    for _ in range(rounds):
+        coef = torch.linalg.lstsq(basis[keep], values[keep, None]).solution[:, 0]  # (6,)
+        misfit = (values - basis @ coef).abs()
+        new_keep = misfit <= max(0.05, 3 * float(misfit[keep].median()))
+        if new_keep.sum() < 6 or torch.equal(new_keep, keep):
+            break
+        keep = new_keep
+    c = coef.to(torch.float32).tolist()
+    x, y = x.to(torch.float32), y.to(torch.float32)
+    return c[0] + (c[1] * x + c[3] * x * x) + (c[2] * y + c[5] * y * y) + c[4] * x * y  # (H, W)
 
 
 def to_mnist(image: torch.Tensor, name: str = "image"):
     """Any greyscale digit (H, W) in [0, 1] -> (MNIST-style uint8 28x28, polarity found).
 
-    As MNIST was made (Sec. III-A): ink made light-on-dark (the polarity is guessed from the
-    border, which is background), the digit cropped to its bounding box, scaled to fit a 20x20
-    box keeping its aspect ratio, and centred by its centre of mass in 28x28.
+    As MNIST was made (Sec. III-A): ink made light-on-dark, the digit cropped to its bounding
+    box, scaled to fit a 20x20 box keeping its aspect ratio, and centred by its centre of mass
+    in 28x28. The background, taken from the border (a flat level, or shading such as a
+    gradient: border_background), is subtracted first; the ink is what stands out of it, and
+    its polarity is the side it stands out most (darker: dark ink on a light background).
     """
-    border = torch.cat([image[0], image[-1], image[:, 0], image[:, -1]])
-    polarity = "dark ink on light background" if border.mean() > 0.5 else "light ink on dark background"
-    ink_map = 1 - image if border.mean() > 0.5 else image.clone()
-    ink_map = (ink_map - ink_map.min()).clamp(min=0)
+    residual = image - border_background(image)  # (H, W); background ~ 0
+    dark = float(-residual.min()) > float(residual.max())
+    polarity = "dark ink on light background" if dark else "light ink on dark background"
+    ink_map = (-residual if dark else residual).clamp(min=0)
     if ink_map.max() < 0.1:
         raise ImageError(f"{name}: blank image, no digit found")
     ink_map = ink_map / ink_map.max()
