@@ -77,3 +77,28 @@ def output_curvature(config, out):
         return config.sdlm_output_curvature
     p = torch.softmax(out, dim=-1)
     return p * (1 - p)
+
+
+def posteriors(penalties, loss_name, j=None):
+    """Class probabilities of the outputs, as the training criterion reads them: (probs (..., 10), none (...)).
+
+    MAP (Eq. 9): the criterion is -log of P(D) = e^{-y_D} / (e^{-j} + sum_k e^{-y_k}), so
+        P(i) = e^{-y_i} / (e^{-j} + sum_k e^{-y_k}),   none = e^{-j} / (e^{-j} + sum_k e^{-y_k}).
+    "none" is the mass of the rubbish class e^{-j}: the probability that the pattern is none of
+    the ten digits. It is near 1 when every penalty is well above j, and the ten P(i) plus none
+    sum to 1. MLE (Eq. 8) has no such term: the softmin over the penalties, none = 0. A linear
+    output (cross_entropy): the softmax of the logits, none = 0. Computed with logsumexp, so
+    penalties of 1e3 and more neither underflow nor give 0/0.
+    """
+    if loss_name == "cross_entropy":
+        return torch.softmax(penalties, dim=-1), torch.zeros_like(penalties[..., 0])
+    if loss_name == "mle":
+        return torch.softmax(-penalties, dim=-1), torch.zeros_like(penalties[..., 0])
+    if loss_name == "map":
+        # shift every exponent by the smallest of them first: y_i - s and j - s are exact where
+        # y_i and j are close, so the quotients keep float32 precision at penalties of 1e3
+        shift = penalties.min(dim=-1).values.clamp(max=float(j))  # (...,)
+        y, rubbish = penalties - shift[..., None], float(j) - shift  # (..., 10), (...,)
+        total = torch.logsumexp(torch.cat([-rubbish[..., None], -y], dim=-1), dim=-1)  # log(e^{-j} + sum e^{-y})
+        return torch.exp(-y - total[..., None]), torch.exp(-rubbish - total)
+    raise ValueError(f"loss={loss_name!r} is not valid; choose one of {list(LOSSES)}")
