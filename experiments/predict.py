@@ -3,16 +3,28 @@
     python -m experiments.predict my_digit.png another.jpg
     python -m experiments.predict --variant modern --show out/ my_digit.png
     python -m experiments.predict --checkpoint results/runs/<hash>/checkpoint.pt digit.png
+    python -m experiments.predict --format csv scans/*.png > predictions.csv
 
-Each image is made MNIST-like (lenet1998/data.py `to_mnist`: polarity detected, cropped,
-scaled into 20x20, centred by its centre of mass in 28x28), padded to 32x32 and coded as the
-model's config says. Prints the predicted digit and the ten scores: RBF penalties (smallest
-wins) or softmax probabilities (linear output). An image that cannot be used gets one line
-on stderr; the others are still processed, and the exit code is 1.
+Each image is made MNIST-like (lenet1998/data.py `read_image`, `to_mnist`: transparency
+composited, the background taken from the border (a flat level or shading) and subtracted,
+polarity detected, cropped, scaled into 20x20, centred by its centre of mass in 28x28), padded
+to 32x32 and coded as the model's config says. Prints the predicted digit, the ten scores (RBF
+penalties, smallest wins, or a linear output's softmax) and, for RBF models, the class
+probabilities the training criterion implies (lenet1998/loss.py `posteriors`): with MAP,
+Eq. (9)'s "none of these" mass beside them.
+
+--format csv|json gives one record per image: file, predicted, polarity, the ten scores (RBF
+penalties, or a linear output's logits), the ten probabilities, none, and the error for an
+image that failed (its other fields empty). An image that cannot be used (no such file, a
+directory, not an image, too large, blank) gets one line on stderr; the others are still
+processed, and the exit code is 1. Directories are not expanded: pass their files.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +32,7 @@ import click
 import torch
 
 from lenet1998.data import ImageError, encode, read_image, to_mnist
+from lenet1998.loss import posteriors
 from lenet1998.results import check_writable, load_pretrained, load_trained
 
 from .common import DEVICES, one_line_errors, resolve_device
@@ -41,14 +54,42 @@ def save_preview(path: Path, digit: torch.Tensor, scores: torch.Tensor, kind: st
     plt.close(fig)
 
 
+CSV_FIELDS = (["file", "predicted", "polarity"] + [f"score_{i}" for i in range(10)]
+              + [f"prob_{i}" for i in range(10)] + ["none", "error"])
+
+
+def csv_row(record: dict) -> str:
+    """One record as a CSV line; a failed image leaves the numbers empty."""
+    row = dict.fromkeys(CSV_FIELDS, "")
+    for key in ("file", "predicted", "polarity", "none", "error"):
+        row[key] = "" if record[key] is None else record[key]
+    for name, values in (("score", record["scores"]), ("prob", record["probabilities"])):
+        for i, v in enumerate(values or []):
+            row[f"{name}_{i}"] = v
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, CSV_FIELDS, lineterminator="\n").writerow(row)
+    return buffer.getvalue()
+
+
+def text_line(record: dict, kind: str, rbf: bool) -> str:
+    listed = " ".join(f"{i}:{v:.3g}" for i, v in enumerate(record["shown"]))
+    line = f"{record['file']}: {record['predicted']}   ({record['polarity']}; {kind}: {listed}"
+    if rbf:
+        line += ("; probabilities: " + " ".join(f"{i}:{v:.3g}" for i, v in enumerate(record["probabilities"]))
+                 + f"; none: {record['none']:.3g}")
+    return line + ")"
+
+
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--variant", default="paper", show_default=True, help="A released model (results/released/).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Any checkpoint.pt instead.")
 @click.option("--show", type=click.Path(file_okay=False), default=None, help="Write <image>.pred.png previews here.")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True,
+              help="text: a line per image; csv / json: one record per image (scores, probabilities, none, error).")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @one_line_errors
-def main(images, variant, checkpoint, show, device):
+def main(images, variant, checkpoint, show, fmt, device):
     """Predict the digit in each image file."""
     model = load_trained(checkpoint) if checkpoint else load_pretrained(variant)
     device = resolve_device(device)
@@ -56,25 +97,39 @@ def main(images, variant, checkpoint, show, device):
     if show:
         check_writable(show)
     rbf = model.config.output == "rbf"
+    loss_name = model.config.loss if rbf else "cross_entropy"
     kind = "RBF penalties (smallest wins)" if rbf else "softmax probabilities"
-    failures = 0
+    if fmt == "csv":
+        click.echo(",".join(CSV_FIELDS))
+    records = []
     for path in images:
+        record = dict(file=str(path), predicted=None, polarity=None, scores=None, probabilities=None, none=None,
+                      error=None)
         try:
             digit, polarity = to_mnist(read_image(path), path)
-        except ImageError as e:
-            click.echo(f"error: {e}", err=True)
-            failures += 1
-            continue
-        x = encode(digit[None], model.config.input_coding).to(device)  # (1, 32, 32)
-        with torch.no_grad():
-            out = model(x.unsqueeze(1))[0, 0].cpu()  # (10,)
-        scores = out if rbf else torch.softmax(out, -1)
-        predicted = int(out.argmin() if rbf else out.argmax())
-        click.echo(f"{path}: {predicted}   ({polarity}; {kind}: "
-                   + " ".join(f"{i}:{v:.3g}" for i, v in enumerate(scores.tolist())) + ")")
-        if show:
-            save_preview(Path(show) / f"{Path(path).name}.pred.png", x[0].cpu(), scores, kind, predicted)
-    if failures:
+        except (ImageError, OSError) as e:  # read_image names the file; OSError only if something slips past it
+            message = str(e) if isinstance(e, ImageError) else f"{path}: {e}"
+            click.echo(f"error: {message}", err=True)
+            record["error"] = message
+        else:
+            x = encode(digit[None], model.config.input_coding).to(device)  # (1, 32, 32)
+            with torch.no_grad():
+                out = model(x.unsqueeze(1))[0, 0].cpu()  # (10,)
+            probs, none = posteriors(out, loss_name, model.config.map_j)  # (10,), ()
+            predicted = int(out.argmin() if rbf else out.argmax())
+            record.update(predicted=predicted, polarity=polarity, scores=out.tolist(), probabilities=probs.tolist(),
+                          none=float(none))
+            shown = out if rbf else probs
+            if show:
+                save_preview(Path(show) / f"{Path(path).name}.pred.png", x[0].cpu(), shown, kind, predicted)
+            if fmt == "text":
+                click.echo(text_line(dict(record, shown=shown.tolist()), kind, rbf))
+        if fmt == "csv":
+            click.echo(csv_row(record), nl=False)
+        records.append(record)
+    if fmt == "json":
+        click.echo(json.dumps(records, indent=1))
+    if any(r["error"] for r in records):
         sys.exit(1)
 
 
