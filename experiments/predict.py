@@ -14,8 +14,9 @@ probabilities the training criterion implies (lenet1998/loss.py `posteriors`): w
 Eq. (9)'s "none of these" mass beside them.
 
 --format csv|json gives one record per image: file, predicted, polarity, the ten scores (RBF
-penalties, or a linear output's logits), the ten probabilities, none, and the error for an
-image that failed (its other fields empty). An image that cannot be used (no such file, a
+penalties, or a linear output's logits), the ten probabilities, none (numbers to 7 significant
+digits), and the error for an image that failed (its other fields empty). JSON is a list, one
+record a line. An image that cannot be used (no such file, a
 directory, not an image, too large, blank) gets one line on stderr; the others are still
 processed, and the exit code is 1. Directories are not expanded: pass their files.
 """
@@ -71,6 +72,12 @@ def csv_row(record: dict) -> str:
     return buffer.getvalue()
 
 
+def digits7(values: torch.Tensor):
+    """float32 values as Python floats to 7 significant digits (the float32 precision), not 17."""
+    out = [float(f"{v:.7g}") for v in values.flatten().tolist()]
+    return out if values.dim() else out[0]
+
+
 def text_line(record: dict, kind: str, rbf: bool) -> str:
     listed = " ".join(f"{i}:{v:.3g}" for i, v in enumerate(record["shown"]))
     line = f"{record['file']}: {record['predicted']}   ({record['polarity']}; {kind}: {listed}"
@@ -117,8 +124,8 @@ def main(images, variant, checkpoint, show, fmt, device):
                 out = model(x.unsqueeze(1))[0, 0].cpu()  # (10,)
             probs, none = posteriors(out, loss_name, model.config.map_j)  # (10,), ()
             predicted = int(out.argmin() if rbf else out.argmax())
-            record.update(predicted=predicted, polarity=polarity, scores=out.tolist(), probabilities=probs.tolist(),
-                          none=float(none))
+            record.update(predicted=predicted, polarity=polarity, scores=digits7(out), probabilities=digits7(probs),
+                          none=digits7(none))
             shown = out if rbf else probs
             if show:
                 save_preview(Path(show) / f"{Path(path).name}.pred.png", x[0].cpu(), shown, kind, predicted)
@@ -127,8 +134,8 @@ def main(images, variant, checkpoint, show, fmt, device):
         if fmt == "csv":
             click.echo(csv_row(record), nl=False)
         records.append(record)
-    if fmt == "json":
-        click.echo(json.dumps(records, indent=1))
+    if fmt == "json":  # a JSON list, one record a line
+        click.echo("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]")
     if any(r["error"] for r in records):
         sys.exit(1)
 
