@@ -62,7 +62,8 @@ def one_line_errors(func):
 
 def data_dir_option(f):
     return click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                        help="MNIST folder (default: $LENET1998_DATA, else ./data).")(f)
+                        help="The folder holding MNIST/raw/ (or MNIST/ or MNIST/raw/ itself); it must hold the files. "
+                             "Default: $LENET1998_DATA, else ./data (downloaded there if missing).")(f)
 
 
 def device_option(f):

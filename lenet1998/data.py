@@ -111,9 +111,10 @@ def load_mnist(data_dir=None, download=True) -> MNIST:
         if any((given / name).is_file() for name in MNIST_FILES):
             what = "holds MNIST files but not in the MNIST/raw/ layout torchvision reads; move them"
         raise DataError(
-            f"{named} {given} {what}: expected the files {', '.join(MNIST_FILES)} in "
-            f"{given / 'MNIST' / 'raw'}. Pass {named} the folder that holds MNIST/raw/ (or MNIST/ or "
-            f"MNIST/raw/ itself); without --data-dir and LENET1998_DATA, MNIST is downloaded into ./data."
+            f"MNIST not found: {named} {given} {what}; expected the files {', '.join(MNIST_FILES)} in "
+            f"{given / 'MNIST' / 'raw'}. {'Pass --data-dir' if named == '--data-dir' else 'Set LENET1998_DATA to'} "
+            f"the folder that holds MNIST/raw/ (or MNIST/ or MNIST/raw/ itself); without --data-dir and "
+            f"LENET1998_DATA, MNIST is downloaded into ./data."
         )
     if download and not named and not all((raw / name).is_file() for name in MNIST_FILES):
         try:
