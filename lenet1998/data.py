@@ -208,12 +208,14 @@ def _as_tensor(image) -> torch.Tensor:
     return data.to(torch.float32) / 255.0
 
 
-def border_background(image: torch.Tensor, rounds: int = 3) -> torch.Tensor:
-    """A smooth estimate of the background of a greyscale image (H, W): a quadratic surface
-    a + bx + cy + dx^2 + exy + fy^2 fitted by least squares to the border pixels, which are
-    background as in to_mnist. A flat background gives its level, a linear gradient or a
-    vignette (quadratic shading) is followed exactly; shading of higher order only in part.
-    Border pixels far from the fit (ink touching the edge) are dropped and the fit repeated.
+def border_background(image: torch.Tensor, rounds: int = 4) -> torch.Tensor:
+    """A smooth estimate of the background of a greyscale image (H, W), from its border pixels
+    (background, as in to_mnist): the simplest of a constant level, a plane a + bx + cy and a
+    quadratic surface (+ dx^2 + exy + fy^2) that fits the border nearly as well as the quadratic
+    (within 0.01 RMS), by least squares. A flat background gives its level; a linear gradient or
+    a vignette is followed exactly; shading of higher order only in part. Ink on the border is
+    left out: first the pixels far from the border's median, then those far from the fit; a
+    surface that leaves the image's own range of values (ink pulled it) gives way to a simpler one.
     """
     h, w = image.shape
     y = torch.linspace(-1, 1, h, dtype=torch.float64)[:, None]  # (H, 1)
@@ -222,19 +224,36 @@ def border_background(image: torch.Tensor, rounds: int = 3) -> torch.Tensor:
     on_border[0] = on_border[-1] = on_border[:, 0] = on_border[:, -1] = True
     terms = [torch.ones(h, w, dtype=torch.float64), x.expand(h, w), y.expand(h, w), (x * x).expand(h, w),
              x * y, (y * y).expand(h, w)]
-    basis = torch.stack([t[on_border] for t in terms], -1)  # (B, 6)
+    basis = torch.stack([t[on_border] for t in terms], -1)  # (B, 6): 1, x, y, x^2, xy, y^2
     values = image[on_border].to(torch.float64)  # (B,)
-    keep = torch.ones_like(values, dtype=torch.bool)
+
+    def fit(n, keep):  # least squares on the first n terms -> (coefficients (n,), RMS misfit)
+        a = basis[keep][:, :n]
+        c = torch.linalg.lstsq(a, values[keep, None]).solution[:, 0]
+        return c, float((values[keep] - a @ c).pow(2).mean().sqrt())
+
+    deviation = (values - values.median()).abs()
+    keep = deviation <= max(0.1, 3 * float(deviation.median()))  # the border's majority level (and its shading)
+    order = 1
     for _ in range(rounds):
-        coef = torch.linalg.lstsq(basis[keep], values[keep, None]).solution[:, 0]  # (6,)
-        misfit = (values - basis @ coef).abs()
+        fits = {n: fit(n, keep) for n in (1, 3, 6) if int(keep.sum()) >= 3 * n}
+        best = min(rms for _, rms in fits.values())
+        order = min(n for n, (_, rms) in fits.items() if rms <= best + 0.01)  # the simplest that fits nearly as well
+        misfit = (values - basis[:, :order] @ fits[order][0]).abs()
         new_keep = misfit <= max(0.05, 3 * float(misfit[keep].median()))
-        if new_keep.sum() < 6 or torch.equal(new_keep, keep):
+        if torch.equal(new_keep, keep) or int(new_keep.sum()) < 3:
             break
         keep = new_keep
-    c = coef.to(torch.float32).tolist()
+
     x, y = x.to(torch.float32), y.to(torch.float32)
-    return c[0] + (c[1] * x + c[3] * x * x) + (c[2] * y + c[5] * y * y) + c[4] * x * y  # (H, W)
+    low, high = float(image.min()) - 0.05, float(image.max()) + 0.05
+    for n in (6, 3, 1):
+        if n <= order:
+            c = fit(n, keep)[0].to(torch.float32).tolist() + [0.0] * (6 - n)
+            surface = c[0] + (c[1] * x + c[3] * x * x) + (c[2] * y + c[5] * y * y) + c[4] * x * y  # (H, W)
+            if n == 1 or (low <= float(surface.min()) and float(surface.max()) <= high):
+                return surface
+    raise AssertionError("unreachable: the constant level is always returned")
 
 
 def to_mnist(image: torch.Tensor, name: str = "image"):

@@ -157,6 +157,26 @@ def test_a_shaded_background_is_removed_before_cropping(mnist, dark_ink):
         assert closest < 4  # grey levels of 255, per pixel
 
 
+def test_a_vignette_and_ink_touching_the_edges(mnist):
+    """The quadratic term of the background, and ink on the border left out of its fit."""
+    digit = mnist.test_images[0]
+    plain, _ = to_mnist(digit.float() / 255)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, 120), torch.linspace(-1, 1, 120), indexing="ij")
+    paper = 1.0 - 0.45 * (xs ** 2 + ys ** 2) / 2  # bright centre, corners 0.55
+    ink = torch.zeros(120, 120)
+    ink[46:74, 46:74] = digit.float() / 255
+    vignette, polarity = to_mnist(paper * (1 - ink))
+    assert polarity.startswith("dark") and all(abs(a - b) <= 1 for a, b in zip(box(vignette), box(plain)))
+    for i in range(4):  # cropped to the ink's bounding box: strokes on all four edges
+        x = mnist.test_images[i].float() / 255
+        rows, cols = (x > 0.1).any(1).nonzero().flatten(), (x > 0.1).any(0).nonzero().flatten()
+        tight = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        for image in (tight, 1 - tight):
+            a, _ = to_mnist(image)
+            b, _ = to_mnist(x)
+            assert all(abs(p - q) <= 1 for p, q in zip(box(a), box(b)))
+
+
 def test_a_digit_on_a_gradient_is_predicted(tmp_path, mnist):
     released()
     files = []
