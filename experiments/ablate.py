@@ -26,6 +26,7 @@ import click
 import torch
 
 from lenet1998.data import load_mnist
+from lenet1998.engine import handles, lockstep_key
 from lenet1998.results import RunFolder, check_writable, train_group
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
@@ -66,7 +67,7 @@ def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: 
     """The lockstep groups that train the runs not yet done: [(group name, [(variant, config), ...])].
 
     lockstep "variant": one group per variant (its seeds). "architecture": the runs whose configs
-    share a LeNetConfig.lockstep_key train together (e.g. the 11 variants of the paper's layer
+    share a lockstep key (lenet1998.engine.lockstep_key) train together (e.g. the 11 variants of the paper's layer
     shapes: paper, full_c3, relu, tanh, mle, sgd, the inits, sum_subsampling, unit_input and
     paper+distortions), split into about equal groups of at most `max_group` replicas, a
     variant's seeds kept together. Each replica still follows its own config
@@ -78,7 +79,7 @@ def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: 
         for seed in range(seeds):
             run = config.replace(seed=seed)
             if not RunFolder(root, run).done:
-                key = run.lockstep_key() if lockstep == "architecture" else name
+                key = (lockstep_key(run) if handles(run) else name) if lockstep == "architecture" else name
                 by_key.setdefault(key, {}).setdefault(name, []).append((name, run))
     groups = []
     for variants in by_key.values():

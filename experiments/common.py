@@ -12,6 +12,7 @@ import torch
 from lenet1998.config import ConfigError, LeNetConfig
 from lenet1998.data import DataError
 from lenet1998.results import ResultsError
+from lenet1998.train import ENGINES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -77,5 +78,6 @@ def threads_option(f):
 
 
 def engine_option(f):
-    return click.option("--engine", type=click.Choice(["compiled", "eager"]), default="compiled", show_default=True,
-                        help="Per-pattern updates as one torch.compile'd step, or eager PyTorch (same math).")(f)
+    return click.option("--engine", type=click.Choice(list(ENGINES)), default="auto", show_default=True,
+                        help="How per-pattern runs step (lenet1998/engine/): the C kernel, torch.compile, or eager "
+                             "PyTorch (same math); auto: the fastest that builds here.")(f)

@@ -121,7 +121,7 @@ def main(images, variant, checkpoint, show, fmt, device):
         else:
             x = encode(digit[None], model.config.input_coding).to(device)  # (1, 32, 32)
             with torch.no_grad():
-                out = model(x.unsqueeze(1))[0, 0].cpu()  # (10,)
+                out = model(x.unsqueeze(1))[0].cpu()  # (10,)
             probs, none = posteriors(out, loss_name, model.config.map_j)  # (10,), ()
             predicted = int(out.argmin() if rbf else out.argmax())
             record.update(predicted=predicted, polarity=polarity, scores=digits7(out), probabilities=digits7(probs),

@@ -237,7 +237,7 @@ def misclassified(out, run, folder, data_dir, plt):
     data = load_mnist(data_dir, download=False)
     with torch.no_grad():
         x = encode(data.test_images, model.config.input_coding).unsqueeze(1)
-        pred = torch.cat([model.predict(model(x[s:s + 1000]))[:, 0] for s in range(0, len(x), 1000)])
+        pred = torch.cat([model.predict(model(x[s:s + 1000])) for s in range(0, len(x), 1000)])
     wrong = (pred != data.test_labels).nonzero().flatten().tolist()
     shown = wrong[:MAX_SHOWN]
     cols = 12

@@ -24,9 +24,9 @@ def layer_rows(config):
     counts = model.counts()
     rows = [("INPUT", "32x32 image", "1x32x32", "", "", "", "")]
     for (layer, _, _, a), name in zip(trace, STAGES):
-        shape = "x".join(str(d) for d in (a.shape[1:] if a.dim() == 4 else a.shape[2:]))
+        shape = "x".join(str(d) for d in a.shape[1:])
         rows.append((name, type(layer).__name__, shape, *counts[name], *PAPER_COUNTS[name]))
-    rows.append(("OUTPUT", type(model.head).__name__, "x".join(str(d) for d in out.shape[2:]),
+    rows.append(("OUTPUT", type(model.head).__name__, "x".join(str(d) for d in out.shape[1:]),
                  *counts["OUTPUT"], *PAPER_COUNTS["OUTPUT"]))
     rows.append(("total", "", "", *counts["total"], 60000, 340908))
     return rows

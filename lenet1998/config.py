@@ -19,31 +19,36 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+
+from .data import INPUT_CODING
+from .init import BIAS_INIT, INIT
+from .layers import C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING
+from .loss import LOSSES, LOSSES_FOR_OUTPUT
+from .patterns import DISTORTIONS, ORDER
+from .registry import ConfigError
+from .sdlm import STEP_RULES
 
 # The paper's learning-rate schedule (Sec. III-B): (first pass of the stage, eta), passes from 1.
 PAPER_ETA_SCHEDULE = ((1, 5e-4), (3, 2e-4), (6, 1e-4), (9, 5e-5), (13, 1e-5))
 
-# The valid values of each choice field, in the order they are listed in error messages.
-CHOICES = {
-    "squashing": ("scaled_tanh", "tanh", "relu"),
-    "subsampling": ("trainable_average", "trainable_sum", "avg_pool", "max_pool"),
-    "c3_table": ("paper", "full"),
-    "output": ("rbf", "linear"),
-    "loss": ("map", "mle", "cross_entropy"),
-    "optimizer": ("sdlm", "sgd", "adam"),
-    "init": ("paper_sqrt", "paper", "pytorch"),
-    "bias_init": ("fan_in", "zero"),
-    "input_coding": ("paper", "unit"),
-    "order": ("fixed", "reshuffle"),
-    "distortions": ("none", "affine"),
+# The registry behind each choice field (declared beside its math); CHOICES lists the valid
+# names of each, in the order error messages give them.
+REGISTRIES = {
+    "squashing": SQUASHING, "subsampling": SUBSAMPLING, "c3_table": C3_TABLES, "output": OUTPUT,
+    "loss": LOSSES, "optimizer": STEP_RULES, "init": INIT, "bias_init": BIAS_INIT,
+    "input_coding": INPUT_CODING, "order": ORDER, "distortions": DISTORTIONS,
 }
+CHOICES = {name: tuple(registry) for name, registry in REGISTRIES.items()}
 
-LOSSES_FOR_OUTPUT = {"rbf": ("map", "mle"), "linear": ("cross_entropy",)}
-
-
-class ConfigError(ValueError):
-    """An unknown field value or an invalid combination of fields."""
+# The fields a run's identity (LeNetConfig.digest) was first computed over. A field added later
+# enters the digest only when it differs from its default, so existing run folders keep their names.
+DIGEST_FIELDS_V1 = (
+    "squashing", "subsampling", "c3_table", "output", "loss", "map_j", "optimizer", "epochs",
+    "eta_schedule", "sdlm_mu", "sdlm_samples", "sdlm_output_curvature", "lr", "batch_size", "order",
+    "init", "bias_init", "input_coding", "train_size", "distortions", "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class LeNetConfig:
     sdlm_mu: float = 0.02
     sdlm_samples: int = 500  # patterns used to re-estimate h_kk before each pass
     sdlm_output_curvature: float = 2.0  # d2E/dx_j^2 at the F6 outputs seeding Eq. (27)
-    lr: float = 0.0  # "sgd": constant step (0 = eta_schedule / sdlm_mu, SDLM with h = 0); "adam": 0 = 1e-3
+    lr: float = 0.0  # a constant step in place of the rule's own (0: SDLM/SGD follow eta_schedule, Adam 1e-3)
     batch_size: int = 1  # 1 = one update per pattern, as the paper
     order: str = "fixed"  # "a constant random order" (Appendix C)
     # --- initialisation (Appendix A) ---
@@ -102,41 +107,29 @@ class LeNetConfig:
         return cls(**d)
 
     def digest(self) -> str:
-        """A stable hash of the resolved config: the identity of a run."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A stable hash of the resolved config: the identity of a run. Fields added after the
+        first runs (not in DIGEST_FIELDS_V1) count only when they differ from their default."""
+        d = self.to_dict()
+        for f in dataclasses.fields(self):
+            if f.name not in DIGEST_FIELDS_V1 and d[f.name] == f.default:
+                del d[f.name]
+        text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-    def lockstep_key(self) -> str:
-        """What the replicas of one lockstep group must share (lenet1998/train.py `fit`): the
-        layer shapes (one compiled graph), output layer, budget, schedule and batch size. They
-        may differ in seed, initialisation, input coding, distortions, pattern order, squashing
-        function, C3 table and (trainable S2/S4) average or sum, and, when trained per pattern
-        with an RBF output, in the criterion (MAP or MLE) and the step rule (SDLM or SGD).
-        Two configs with the same key can train in one group."""
-        d = self.to_dict()
-        for name in ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table"):
-            del d[name]
-        if self.subsampling in ("trainable_average", "trainable_sum"):
-            d["subsampling"] = "trainable"
-        if self.output == "rbf":
-            del d["loss"]
-        if self.optimizer in ("sdlm", "sgd"):
-            d["optimizer"] = "per_pattern"
-            del d["lr"]
-        return json.dumps(d, sort_keys=True)
-
     def step_size(self, pass_number: int) -> float:
-        """The global step of a pass: SDLM's eta; SGD's step (eta / mu unless lr is set);
-        Adam's learning rate."""
+        """The global step of a pass: SDLM's eta (Sec. III-B); SGD's step, eta / mu (SDLM with
+        h_kk = 0); Adam's learning rate (1e-3). A nonzero `lr` replaces each of them."""
         eta = self.eta_schedule[0][1]
         for first_pass, value in self.eta_schedule:
             if pass_number >= first_pass:
                 eta = value
+        if self.lr:
+            return self.lr
         if self.optimizer == "sdlm":
             return eta
         if self.optimizer == "sgd":
-            return self.lr or eta / self.sdlm_mu
-        return self.lr or 1e-3
+            return eta / self.sdlm_mu
+        return 1e-3
 
 
 def field_names() -> list:
@@ -145,10 +138,11 @@ def field_names() -> list:
 
 def validate(c: LeNetConfig) -> None:
     """Raise ConfigError naming the valid options for any unknown value or bad combination."""
-    for name, valid in CHOICES.items():
-        value = getattr(c, name)
-        if value not in valid:
-            raise ConfigError(f"{name}={value!r} is not valid; choose one of {list(valid)}")
+    for name, registry in REGISTRIES.items():
+        registry[getattr(c, name)]  # ConfigError naming the valid values
+    for name in ("map_j", "sdlm_mu", "sdlm_output_curvature", "lr"):
+        if not math.isfinite(getattr(c, name)):
+            raise ConfigError(f"{name} must be a finite number, got {getattr(c, name)}")
     if c.loss not in LOSSES_FOR_OUTPUT[c.output]:
         raise ConfigError(
             f"loss={c.loss!r} needs another output layer: output={c.output!r} works with "

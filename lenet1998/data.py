@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .registry import Registry
+
 MNIST_FILES = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
@@ -136,17 +138,26 @@ def load_mnist(data_dir=None, download=True) -> MNIST:
 
 def ink(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 28, 28) -> float32 ink (N, 32, 32) in [0, 1], padded with background 0."""
-    p = images.to(torch.float32) / 255.0
+    p = images.to(torch.get_default_dtype()) / 255.0
     return torch.nn.functional.pad(p, (PAD, PAD, PAD, PAD), value=0.0)  # (N, 32, 32)
 
 
+def paper_coding(ink32: torch.Tensor) -> torch.Tensor:
+    """Sec. II-B: background (white) -0.1, foreground (black) 1.175, padding included."""
+    return BACKGROUND + (FOREGROUND - BACKGROUND) * ink32
+
+
+def unit_coding(ink32: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1], padded with 0 (the modern coding; not the paper)."""
+    return ink32
+
+
+INPUT_CODING = Registry("input_coding", {"paper": paper_coding, "unit": unit_coding})
+
+
 def code(ink32: torch.Tensor, coding: str = "paper") -> torch.Tensor:
-    """Ink in [0, 1] (background 0) -> the network's input values (see module docstring)."""
-    if coding == "paper":
-        return BACKGROUND + (FOREGROUND - BACKGROUND) * ink32  # background -0.1, padding included
-    if coding == "unit":
-        return ink32
-    raise ValueError(f"input_coding={coding!r} is not valid; choose one of ['paper', 'unit']")
+    """Ink in [0, 1] (background 0) -> the network's input values (INPUT_CODING[coding])."""
+    return INPUT_CODING[coding](ink32)
 
 
 def encode(images: torch.Tensor, coding: str = "paper") -> torch.Tensor:

@@ -9,8 +9,9 @@ y_i are the RBF penalties and D_p the correct class. e^{-j} is a "rubbish" class
 class whose penalty is already well above j is no longer pushed up. The log-sum is computed
 with logsumexp; log(sum(exp(-y))) in plain floats underflows to log(0) for penalties near 100.
 
-Every function returns the per-pattern criterion, shape (N, K); the trainer averages over N
-(the 1/P of the paper) and sums over the K independent replicas.
+Every function takes outputs (..., 10) and targets (...) and returns the per-pattern criterion,
+shape (...); the trainers average it over a minibatch (the 1/P of the paper). Registry
+declared here: `LOSSES`.
 
 Deviation: the paper gives no value of j; LeNetConfig.map_j defaults to 10 (REPRODUCING.md).
 """
@@ -20,15 +21,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .registry import Registry
+
 
 def mle_loss(penalties, target, j=None):
-    """Eq. (8): the penalty of the correct class. penalties (N, K, 10), target (N, K)."""
-    return penalties.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (N, K)
+    """Eq. (8): the penalty of the correct class. penalties (..., 10), target (...)."""
+    return penalties.gather(-1, target.unsqueeze(-1)).squeeze(-1)
 
 
 def log_sum(penalties, j):
-    """The term Eq. (9) adds to Eq. (8): log(e^{-j} + sum_i e^{-y_i}), with logsumexp. (N, K)"""
-    rubbish = torch.full_like(penalties[..., :1], -float(j))  # (N, K, 1): the e^{-j} term
+    """The term Eq. (9) adds to Eq. (8): log(e^{-j} + sum_i e^{-y_i}), with logsumexp."""
+    rubbish = torch.full_like(penalties[..., :1], -float(j))  # (..., 1): the e^{-j} term
     return torch.logsumexp(torch.cat([rubbish, -penalties], dim=-1), dim=-1)
 
 
@@ -39,30 +42,13 @@ def map_loss(penalties, target, j):
 
 def cross_entropy(logits, target, j=None):
     """Softmax cross-entropy on the logits of a linear output layer (not in the paper)."""
-    return F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(target.shape)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none").view(target.shape)
 
 
-LOSSES = {"map": map_loss, "mle": mle_loss, "cross_entropy": cross_entropy}
+LOSSES = Registry("loss", {"map": map_loss, "mle": mle_loss, "cross_entropy": cross_entropy})
 
-
-def replica_losses(names):
-    """The criterion of a lockstep group whose replica k trains with LOSSES[names[k]].
-
-    One name: that function. MAP and MLE mixed: Eq. (9) is Eq. (8) plus the log-sum term, so
-    replica k gets mle + m_k x log-sum with m_k = 1 (MAP) or 0 (MLE): the same numbers as its
-    own criterion, and a zero gradient from the term it does not have.
-    """
-    names = list(names)
-    if len(set(names)) == 1:
-        return LOSSES[names[0]]
-    if not set(names) <= {"map", "mle"}:
-        raise ValueError(f"only the RBF criteria 'map' and 'mle' mix in one group, got {sorted(set(names))}")
-    keep = torch.tensor([float(n == "map") for n in names])  # (K,)
-
-    def loss(penalties, target, j):
-        return mle_loss(penalties, target) + keep.to(penalties.device) * log_sum(penalties, j)
-
-    return loss
+# Which criteria an output layer can be trained with: MAP and MLE are defined on RBF penalties.
+LOSSES_FOR_OUTPUT = {"rbf": ("map", "mle"), "linear": ("cross_entropy",)}
 
 
 def output_curvature(config, out):

@@ -134,13 +134,13 @@ class RunFolder:
             stale.unlink(missing_ok=True)
         write_json(self.path / "config.json", {"label": label, **self.config.to_dict()})
 
-    def save_pass(self, result, segments, optimizer_state=None) -> None:
-        """After each pass: metrics so far and the resume point (with this replica's
-        optimizer state, where the optimizer has one: Adam)."""
+    def save_pass(self, result, segments, rule_state=None) -> None:
+        """After each pass: metrics so far and the resume point (with the step rule's state,
+        where it has one: Adam's moments)."""
         atomic_write_text(self.path / "metrics.csv", metrics_csv(result.history))
         save_torch(self.path / "state.pt", {
             "passes_done": result.history[-1]["pass"], "state": result.state,
-            "history": result.history, "replica_optimizer": optimizer_state, "failed": result.failed,
+            "history": result.history, "rule_state": rule_state, "failed": result.failed,
             "segments": segments,
         })
 
@@ -186,7 +186,7 @@ def load_checkpoint(path: Path):
 
 
 def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device: str = "cpu",
-               on_pass=None, on_progress=None, engine: str = "eager") -> list:
+               on_pass=None, on_progress=None, engine: str = "auto") -> list:
     """Train `config` for every seed into run folders under `root`, in lockstep groups.
 
     Finished runs are skipped; unfinished ones resume from their last completed pass (seeds
@@ -197,62 +197,71 @@ def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device:
     return train_group(runs, root, data, device, report, on_progress, engine)
 
 
-def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_progress=None,
-                engine: str = "eager") -> list:
-    """Train runs [(label, config with its seed), ...] that share a lockstep key
-    (LeNetConfig.lockstep_key: e.g. several variants of the paper's architecture) in lockstep,
-    each into its own run folder under `root`, as `train_runs` does for one config.
+def resume_point(point: dict | None, config: LeNetConfig):
+    """A stored state.pt as a ResumePoint (None: start over). Adam needs its moments: a resume
+    point of an older format without them starts over."""
+    from .train import ResumePoint
 
-    on_pass(pass_number, labelled) gets [(label, ReplicaResult), ...] of the replicas training.
+    if point is None or (config.optimizer == "adam" and point.get("rule_state") is None):
+        return None
+    return ResumePoint(point["passes_done"], point["state"], point["history"], point.get("rule_state"))
+
+
+def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_progress=None,
+                engine: str = "auto") -> list:
+    """Train runs [(label, config with its seed), ...] into their run folders under `root`: the
+    per-pattern runs as one lockstep group (lenet1998/engine/: they must share a lockstep key),
+    minibatch runs one after the other.
+
+    on_pass(pass_number, labelled) gets [(label, RunResult), ...] of the runs training.
     """
     import time
 
-    from .train import fit, lockstep_configs
+    from .engine import check_group, handles
+    from .train import fit
 
-    lockstep_configs([c for _, c in runs])  # one group, or a clear error before anything is written
+    if all(handles(c) for _, c in runs):
+        check_group([c for _, c in runs])  # one group, or a clear error before anything is written
+        batches = [list(range(len(runs)))]
+    else:
+        batches = [[i] for i in range(len(runs))]
     env = environment(device)  # the code as it is when training starts, not when it ends
     folders = [RunFolder(root, c) for _, c in runs]
-    pending = {}
-    for i, ((_, config), folder) in enumerate(zip(runs, folders)):
-        if folder.done:
-            continue
-        point = folder.resume_point()
-        if point is not None and config.optimizer == "adam" and point.get("replica_optimizer") is None:
-            point = None  # a resume point without Adam's moments (an older format): start over
-        pending.setdefault(0 if point is None else point["passes_done"], []).append((i, point))
-    for passes_done, members in sorted(pending.items()):
-        group = [i for i, _ in members]
-        start = None
-        if passes_done:
-            start = {"passes_done": passes_done, "states": [p["state"] for _, p in members],
-                     "histories": [p["history"] for _, p in members],
-                     "optimizer_states": [p.get("replica_optimizer") for _, p in members]
-                     if runs[group[0]][1].optimizer == "adam" else None}
-        segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
-                   "engine": engine, "replicas_in_group": len(group),
-                   "variants_in_group": sorted({runs[i][0] for i in group})}
-        segments = {i: (p.get("segments", []) if p else []) + [segment] for i, p in members}
-        for i in group:
-            folders[i].start(runs[i][0])
-        t0 = time.perf_counter()
+    for batch in batches:
+        pending = {}
+        for i in batch:
+            if not folders[i].done:
+                point = folders[i].resume_point()
+                start = resume_point(point, runs[i][1])
+                pending.setdefault(0 if start is None else start.passes_done, []).append((i, point, start))
+        for passes_done, members in sorted(pending.items()):
+            group = [i for i, _, _ in members]
+            segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
+                       "engine": engine, "replicas_in_group": len(group),
+                       "variants_in_group": sorted({runs[i][0] for i in group})}
+            segments = {i: (p.get("segments", []) if p else []) + [dict(segment)] for i, p, _ in members}
+            for i in group:
+                folders[i].start(runs[i][0])
+            t0 = time.perf_counter()
 
-        def save(pass_number, results, model, optimizer, group=group):
-            for k, (i, r) in enumerate(zip(group, results)):
-                opt_state = optimizer.replica_state(k, len(group)) if hasattr(optimizer, "replica_state") else None
-                folders[i].save_pass(r, segments[i], opt_state)
-            if on_pass is not None:
-                on_pass(pass_number, [(runs[i][0], r) for i, r in zip(group, results)])
+            def save(pass_number, results, rule_states, group=group):
+                for i, r, rule_state in zip(group, results, rule_states):
+                    segments[i][-1]["engine"] = r.engine  # the path that ran
+                    folders[i].save_pass(r, segments[i], rule_state)
+                if on_pass is not None:
+                    on_pass(pass_number, [(runs[i][0], r) for i, r in zip(group, results)])
 
-        results = fit([runs[i][1] for i in group], data, device=device, start=start,
-                      on_pass=save, on_progress=on_progress, engine=engine)
-        wall = time.perf_counter() - t0
-        for i, r in zip(group, results):
-            folders[i].finish(r, runs[i][0], env, segments[i], wall, len(group))
+            results = fit([runs[i][1] for i in group], data, device=device, start=[s for _, _, s in members],
+                          on_pass=save, on_progress=on_progress, engine=engine)
+            wall = time.perf_counter() - t0
+            for i, r in zip(group, results):
+                segments[i][-1]["engine"] = r.engine
+                folders[i].finish(r, runs[i][0], env, segments[i], wall, len(group))
     return folders
 
 
 def load_trained(path: Path):
-    """The one-replica LeNet5 stored in a checkpoint.pt, rebuilt from its own config."""
+    """The LeNet5 stored in a checkpoint.pt, rebuilt from its own config."""
     from .model import LeNet5
 
     try:
@@ -261,7 +270,7 @@ def load_trained(path: Path):
         names = [n for n, _ in model.named_parameters()]
         if sorted(names) != sorted(state):
             raise ValueError(f"its parameters {sorted(state)} do not match its config's {sorted(names)}")
-        model.load_replica_state(0, state)
+        model.load_state(state)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such checkpoint") from None
     except Exception as e:  # not a checkpoint, or parameters that its config cannot hold

@@ -19,6 +19,9 @@ pass and lets autograd run it backwards once for a whole batch; summing over the
 the sum over patterns, and weight sharing gives the sum over shared connections for free.
 This is the paper's per-parameter estimate, not an average of squared gradients.
 
+Registry declared here: `STEP_RULES` (the config's `optimizer`: "sdlm", "sgd" = SDLM with
+h_kk = 0, "adam").
+
 Deviation: the paper does not state the second derivative that seeds Eq. (27) at the output;
 see lenet1998/loss.py `output_curvature`.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 import torch
 
 from .loss import output_curvature
+from .registry import Registry
 
 
 def hessian_diagonal(model, x, curvature):
@@ -61,52 +65,94 @@ def hessian_diagonal(model, x, curvature):
 
 
 class SDLM:
-    """Per-pattern updates w_k -= eps_k g_k with eps_k = eta / (mu + h_kk) fixed during a pass."""
+    """The paper's step rule for one network: per-pattern w_k -= eps_k g_k, eps_k = eta / (mu + h_kk),
+    with h_kk re-estimated on a sample of patterns before each pass and fixed during it.
 
-    def __init__(self, model, mu: float):
-        self.model, self.mu = model, mu
+    The step rules share these methods: `begin_pass(pass_number, sample)` (sample: the coded
+    patterns (m, 1, 32, 32) of the h_kk sample, or None for a rule that needs none),
+    `step(grads)`, `ranges()` and `state_dict()` / `load_state_dict()`.
+    """
+
+    needs_sample = True
+
+    def __init__(self, model, config):
+        self.model, self.config = model, config
         self.params = list(model.parameters())
         self.eps = [torch.zeros_like(p) for p in self.params]
-        self.h = [torch.zeros_like(p) for p in self.params]
 
-    def estimate(self, x, config, eta: float, fixed=None):
-        """Re-estimate h_kk on the patterns x (N, K, 32, 32) and set the step sizes for a pass."""
-        self.h = hessian_diagonal(self.model, x, lambda out: output_curvature(config, out))
-        self.set_steps(eta, fixed)
+    def curvature(self, sample):
+        """h_kk of every parameter (Eqs. 23-27), averaged over the sample."""
+        return hessian_diagonal(self.model, sample, lambda out: output_curvature(self.config, out))
 
-    def set_steps(self, eta: float, fixed=None):
-        """eps = eta / (mu + h) for a pass; fixed {k: step}: replica k takes that constant step
-        on every parameter instead (per-pattern SGD in a group of mixed variants)."""
+    def begin_pass(self, pass_number: int, sample=None):
+        h = self.curvature(sample)
+        eta = self.config.step_size(pass_number)
         # Contiguous like the parameters, so that a compiled step sees the same layout every pass.
-        self.eps = [(eta / (self.mu + h)).contiguous() for h in self.h]
-        K = self.model.replicas
-        for k, step in (fixed or {}).items():
-            for e in self.eps:
-                e.view(K, -1)[k] = step
+        self.eps = [(eta / (self.config.sdlm_mu + hk)).contiguous() for hk in h]  # Eq. (21)
 
     @torch.no_grad()
     def step(self, grads):
-        torch._foreach_addcmul_(self.params, grads, self.eps, value=-1.0)
+        torch._foreach_addcmul_(self.params, list(grads), self.eps, value=-1.0)  # w -= eps g (Eq. 18)
 
-    def step_ranges(self):
-        """{layer: [(min eps, max eps) per replica]} over the real connections of each layer."""
-        K, out = self.model.replicas, {}
+    def ranges(self):
+        """{layer: (min eps, max eps)} over the real connections of each layer (Table I)."""
         eps = {id(p): e for p, e in zip(self.params, self.eps)}
+        out = {}
         for name, layer in self.model.trainable_layers():
-            lo = torch.full((K,), float("inf"))
-            hi = torch.full((K,), -float("inf"))
-            for p in layer.parameters():
-                e, free = eps[id(p)].reshape(K, -1), layer.free_entries(p).reshape(K, -1)
-                lo = torch.minimum(lo, e.masked_fill(~free, float("inf")).min(1).values.cpu())
-                hi = torch.maximum(hi, e.masked_fill(~free, -float("inf")).max(1).values.cpu())
-            out[name] = list(zip(lo.tolist(), hi.tolist()))
+            values = torch.cat([eps[id(p)][layer.free_entries(p)] for p in layer.parameters()])
+            out[name] = (float(values.min()), float(values.max()))
         return out
 
+    def state_dict(self):
+        return None  # everything is re-estimated at the start of a pass
 
-class PerPatternSGD(SDLM):
-    """Plain per-pattern SGD, w -= lr g (the SDLM ablation; not the paper): SDLM with h = 0
-    and eta = lr * mu, so every parameter's step is lr."""
+    def load_state_dict(self, state):
+        pass
 
-    def __init__(self, model, lr: float = 0.0):
-        super().__init__(model, mu=1.0)
-        self.set_steps(lr)
+
+class SGD(SDLM):
+    """Plain per-pattern SGD (the SDLM ablation; not the paper): SDLM with h_kk = 0, so every
+    parameter takes the step eta / mu (or the config's constant `lr`): LeNetConfig.step_size."""
+
+    needs_sample = False
+
+    def begin_pass(self, pass_number: int, sample=None):
+        step = self.config.step_size(pass_number)
+        self.eps = [torch.full_like(p, step) for p in self.params]
+
+    def ranges(self):
+        return {}  # one constant step: nothing to record
+
+
+class Adam:
+    """Adam on minibatches (the modern ablation; not the paper), torch.optim.Adam with the
+    config's learning rate (LeNetConfig.step_size)."""
+
+    needs_sample = False
+
+    def __init__(self, model, config):
+        self.model, self.config = model, config
+        self.params = list(model.parameters())
+        self.opt = torch.optim.Adam(self.params, lr=config.step_size(1))
+
+    def begin_pass(self, pass_number: int, sample=None):
+        for group in self.opt.param_groups:
+            group["lr"] = self.config.step_size(pass_number)
+
+    def step(self, grads):
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.opt.step()
+
+    def ranges(self):
+        return {}
+
+    def state_dict(self):
+        return self.opt.state_dict()
+
+    def load_state_dict(self, state):
+        if state is not None:
+            self.opt.load_state_dict(state)
+
+
+STEP_RULES = Registry("optimizer", {"sdlm": SDLM, "sgd": SGD, "adam": Adam})

@@ -11,7 +11,7 @@ from lenet1998.config import LeNetConfig
 from lenet1998.layers import Conv, FullyConnected, ScaledTanh, TrainableSubsampling
 from lenet1998.loss import map_loss, mle_loss
 from lenet1998.model import LeNet5
-from lenet1998.sdlm import SDLM, PerPatternSGD, hessian_diagonal
+from lenet1998.sdlm import SDLM, SGD, hessian_diagonal
 
 
 def test_map_loss_equals_equation_9():
@@ -83,7 +83,7 @@ def brute_force_h(net, images, c):
     fp2 = lambda a: (A * S * (1 - np.tanh(S * a) ** 2)) ** 2
     P = {k: v.detach().double().numpy() for k, v in net.named_parameters()}
     w1, b1, co, b2 = P["l1.weight"], P["l1.bias"], P["l2.coef"], P["l2.bias"]
-    w3, b3, w4, b4 = P["l3.weight"], P["l3.bias"], P["l4.weight"][0], P["l4.bias"][0]
+    w3, b3, w4, b4 = P["l3.weight"], P["l3.bias"], P["l4.weight"], P["l4.bias"]
     T = np.array(TinyNet.TABLE)
     h = {k: np.zeros_like(v) for k, v in P.items()}
     for x in images.double().numpy():
@@ -107,8 +107,8 @@ def brute_force_h(net, images, c):
         d2a4 = fp2(a4) * c
         for o in range(4):
             for i in range(3):
-                h["l4.weight"][0, o, i] += d2a4[o] * x3[i] ** 2
-            h["l4.bias"][0, o] += d2a4[o]
+                h["l4.weight"][o, i] += d2a4[o] * x3[i] ** 2
+            h["l4.bias"][o] += d2a4[o]
         d2a3 = fp2(a3) * np.array([sum(w4[o, i] ** 2 * d2a4[o] for o in range(4)) for i in range(3)])
         d2x2 = np.zeros((2, 2, 2))
         for o in range(3):
@@ -152,7 +152,7 @@ def test_hessian_diagonal_equals_brute_force_gauss_newton():
 
 
 def test_hessian_diagonal_of_lenet5_is_nonnegative_and_zero_off_table():
-    model = LeNet5(LeNetConfig()).initialize([0])
+    model = LeNet5(LeNetConfig()).initialize(0)
     x = torch.randn(20, 1, 32, 32)
     h = dict(zip([n for n, _ in model.named_parameters()], hessian_diagonal(model, x, 2.0)))
     assert all(bool((v >= 0).all()) for v in h.values())
@@ -162,16 +162,19 @@ def test_hessian_diagonal_of_lenet5_is_nonnegative_and_zero_off_table():
 
 
 def test_sdlm_with_zero_curvature_is_sgd_at_eta_over_mu():
-    a = LeNet5(LeNetConfig()).initialize([0])
-    b = LeNet5(LeNetConfig()).initialize([0])
-    sdlm, sgd = SDLM(a, mu=0.02), PerPatternSGD(b, lr=5e-4 / 0.02)
-    sdlm.set_steps(5e-4)  # h = 0
-    x, y = torch.randn(1, 1, 32, 32), torch.tensor([[4]])
-    for model, opt in ((a, sdlm), (b, sgd)):
+    config = LeNetConfig()
+    a, b = LeNet5(config).initialize(0), LeNet5(config.replace(optimizer="sgd")).initialize(0)
+    sdlm, sgd = SDLM(a, config), SGD(b, config.replace(optimizer="sgd"))
+    sdlm.curvature = lambda sample: [torch.zeros_like(p) for p in a.parameters()]  # h = 0
+    sdlm.begin_pass(1)
+    sgd.begin_pass(1)
+    x, y = torch.randn(1, 1, 32, 32), torch.tensor([4])
+    for model, rule in ((a, sdlm), (b, sgd)):
         loss = map_loss(model(x), y, 10.0).sum()
-        opt.step(torch.autograd.grad(loss, list(model.parameters())))
+        rule.step(torch.autograd.grad(loss, list(model.parameters())))
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-7)
+    assert all(float(e.max()) == pytest.approx(5e-4 / 0.02) for e in sgd.eps)
 
 
 @pytest.mark.parametrize("optimizer", ["sdlm", "sgd", "adam"])
@@ -180,7 +183,7 @@ def test_weights_outside_table_one_never_change(optimizer, mnist):
 
     config = LeNetConfig(optimizer=optimizer, epochs=1, train_size=200, sdlm_samples=50,
                          batch_size=1 if optimizer != "adam" else 10)
-    (result,) = fit(config, mnist)
+    (result,) = fit(config, mnist, engine="eager")
     w = result.state["layers.C3.weight"]
     mask = LeNet5(config).layers["C3"].mask.expand_as(w).bool()
     assert torch.all(w[~mask] == 0)

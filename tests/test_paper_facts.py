@@ -22,12 +22,6 @@ def test_every_layer_has_the_papers_parameters_and_connections():
     assert sum(p.numel() for p in model.parameters()) - masked_out == 60000
 
 
-def test_replicas_multiply_tensors_not_counts():
-    model = LeNet5(LeNetConfig(), replicas=3)
-    assert model.counts()["total"] == PAPER_TOTALS
-    assert model.layers["C1"].weight.shape == (18, 1, 5, 5)
-
-
 def test_full_c3_has_2416_parameters():
     counts = LeNet5(LeNetConfig(c3_table="full")).counts()
     assert counts["C3"][0] == 2416
@@ -49,18 +43,16 @@ def test_masked_c3_equals_per_map_convolutions():
         conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
         conv.bias.copy_(torch.randn(16, generator=g))
     x = torch.randn(2, 6, 14, 14, generator=g)
-    batched = conv.linear(x, (conv.weight, conv.bias))  # grouped convolution path
-    single = torch.cat([conv.linear(x[n:n + 1], (conv.weight, conv.bias)) for n in range(2)])  # matmul path
-    for out in (batched, single):
-        for o in range(16):
-            maps = [s for s in range(6) if C3_TABLE[s][o]]
-            ref = F.conv2d(x[:, maps], conv.weight[o:o + 1, maps], conv.bias[o:o + 1])
-            torch.testing.assert_close(out[:, o:o + 1], ref, rtol=1e-5, atol=1e-5)
+    out = conv.linear(x, (conv.weight, conv.bias))
+    for o in range(16):
+        maps = [s for s in range(6) if C3_TABLE[s][o]]
+        ref = F.conv2d(x[:, maps], conv.weight[o:o + 1, maps], conv.bias[o:o + 1])
+        torch.testing.assert_close(out[:, o:o + 1], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_one_pattern_and_a_batch_give_the_same_network_output():
-    model = LeNet5(LeNetConfig(), replicas=3).initialize([0, 1, 2])
-    x = torch.randn(4, 3, 32, 32)
+    model = LeNet5(LeNetConfig()).initialize(0)
+    x = torch.randn(4, 1, 32, 32)
     batched = model(x)
     single = torch.cat([model(x[n:n + 1]) for n in range(4)])
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
@@ -119,7 +111,7 @@ def test_rbf_output_is_squared_distance_and_prediction_is_the_smallest():
 
 @pytest.mark.parametrize("rule,scale", [("paper", lambda f: 2.4 / f), ("paper_sqrt", lambda f: 2.4 / f ** 0.5)])
 def test_init_bounds_follow_fan_in(rule, scale):
-    model = LeNet5(LeNetConfig(init=rule)).initialize([0])
+    model = LeNet5(LeNetConfig(init=rule)).initialize(0)
     c3 = model.layers["C3"]
     for o in range(16):
         fan = 25 * sum(C3_TABLE[s][o] for s in range(6))

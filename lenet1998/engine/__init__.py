@@ -1,0 +1,176 @@
+"""The lockstep engine: many per-pattern runs trained at once, each as if it were alone.
+
+A group holds K runs (seeds, or configs of several variants) that share the layer shapes and
+budget (`lockstep_key`). Each run keeps its one-network LeNet5 (lenet1998/model.py) and its
+step rule (lenet1998/sdlm.py): before a pass they estimate h_kk and set eps exactly as the
+reference trainer does; during the pass the group steps all K networks on one pattern each
+(their own pattern, in their own order); after it the networks are evaluated as the reference
+does. Only the per-pattern step is fast machinery, in one of three paths, chosen once:
+
+    kernel    lenet1998/engine/kernel.py: a C kernel, replicas as the SIMD lanes (paper shapes)
+    compiled  lenet1998/engine/replicas.py under torch.compile (any layer shape, CPU or CUDA)
+    eager     the same in plain PyTorch: portable, needs no compiler
+
+tests/test_engine.py checks every variant and registry entry: each replica of a group follows
+its config trained alone by lenet1998/reference.py. Every RunResult names its path (`engine`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import torch
+
+from ..model import LeNet5
+from ..patterns import TrainingPatterns, test_images
+from ..sdlm import STEP_RULES
+from ..train import RunResult, evaluate, pass_record, timer
+from .replicas import TorchGroup, stack, unstack
+
+CHUNK = 2000  # patterns gathered at once
+
+# What may differ between the runs of one group (each run keeps its own): everything else in
+# the config is shared, except that trainable S2/S4 may average or sum, an RBF output may be
+# trained by MAP or MLE, and per-pattern runs may step by SDLM or SGD (with their own lr).
+PER_RUN = ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table")
+
+
+def handles(config) -> bool:
+    """Whether the engine trains this run: one pattern per step, by a step rule with per-parameter
+    steps eps (SDLM, or SGD = SDLM with h_kk = 0). Minibatch and Adam runs use the reference."""
+    return config.batch_size == 1 and config.optimizer in ("sdlm", "sgd")
+
+
+def lockstep_key(config) -> str:
+    """Two per-pattern configs with the same key can train in one group."""
+    d = config.to_dict()
+    for name in PER_RUN:
+        del d[name]
+    if d["subsampling"] in ("trainable_average", "trainable_sum"):
+        d["subsampling"] = "trainable"
+    if d["output"] == "rbf":
+        del d["loss"]
+    if d["optimizer"] in ("sdlm", "sgd"):
+        d["optimizer"] = "per_pattern"
+        del d["lr"]
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def check_group(configs) -> list:
+    configs = list(configs)
+    if not configs:
+        raise ValueError("a lockstep group needs at least one config")
+    if not all(handles(c) for c in configs):
+        raise ValueError("the lockstep engine trains per-pattern SDLM and SGD runs only")
+    if len({lockstep_key(c) for c in configs}) > 1:
+        raise ValueError("these configs cannot train in one lockstep group: they differ in more than "
+                         f"{', '.join(PER_RUN)}, S2/S4 average or sum, criterion or step rule "
+                         "(lenet1998.engine.lockstep_key)")
+    return configs
+
+
+def kernel_fits(configs):
+    """Whether the C kernel covers the group (the paper's layer shapes); if not, why."""
+    try:
+        from . import kernel
+    except ImportError as e:
+        return False, f"no kernel module ({e})"
+    ok, why = kernel.available()
+    if not ok:
+        return False, why
+    c = configs[0]
+    if c.output != "rbf" or c.subsampling not in ("trainable_average", "trainable_sum"):
+        return False, "the kernel covers trainable S2/S4 with an RBF output only"
+    return True, ""
+
+
+def make_group(configs, engine: str, device):
+    """(group, path name) for `engine` ("auto": kernel where it fits on CPU, else compiled where a
+    compiler exists, else eager)."""
+    if engine in ("auto", "kernel") and str(device) == "cpu":
+        ok, why = kernel_fits(configs)
+        if ok:
+            from .kernel import KernelGroup
+            return KernelGroup.for_configs(configs), "kernel"
+        if engine == "kernel":
+            raise RuntimeError(f"engine 'kernel' cannot train this group: {why}")
+    elif engine == "kernel":
+        raise RuntimeError("engine 'kernel' runs on the CPU only")
+    if engine == "auto":
+        engine = "compiled" if str(device) != "cpu" or shutil.which("cc") or shutil.which("gcc") else "eager"
+    return TorchGroup(configs, compiled=engine == "compiled", device=device), engine
+
+
+def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progress=None, engine="auto") -> list:
+    """Train the per-pattern runs `configs` in lockstep; see lenet1998.train.fit."""
+    configs = check_group(configs)
+    K, c0, n = len(configs), configs[0], configs[0].train_size
+    starts = starts or [None] * K
+    nets = [LeNet5(c).initialize().to(device) for c in configs]
+    rules = [STEP_RULES[c.optimizer](net, c) for net, c in zip(nets, configs)]
+    codings = {c.input_coding for c in configs}
+    images = {cd: TrainingPatterns(c0.replace(input_coding=cd, distortions="none"), data, device).images for cd in codings}
+    tests = {cd: test_images(c0.replace(input_coding=cd), data, device) for cd in codings}
+    sets = [TrainingPatterns(c, data, device, images[c.input_coding]) for c in configs]
+    group, path = make_group(configs, engine, device)
+    results = [RunResult(c.seed, engine=path) for c in configs]
+    first_pass = 1
+    if any(s is not None for s in starts):
+        if len({None if s is None else s.passes_done for s in starts}) > 1:
+            raise ValueError("the runs of a group must resume from the same pass")
+        for net, r, s in zip(nets, results, starts):
+            net.load_state(s.state)
+            r.history = list(s.history)
+        first_pass = starts[0].passes_done + 1
+
+    for pass_number in range(first_pass, c0.epochs + 1):
+        elapsed = timer()
+        for rule, ts in zip(rules, sets):  # each run's own h_kk sample and steps, as the reference
+            rule.begin_pass(pass_number, ts.hessian_sample(pass_number).unsqueeze(1) if rule.needs_sample else None)
+        params = stack(nets)
+        group.load(params)
+        group.set_steps({name: torch.stack([r.eps[i] for r in rules]) for i, name in enumerate(params)})
+        hessian_time = elapsed()
+        wrong, loss_sum = train_pass(group, sets, nets[0].predict, pass_number, n, results, on_progress)
+        train_time = elapsed()
+        unstack(group.export(), nets)
+        for k, (net, c, r) in enumerate(zip(nets, configs, results)):
+            times = {"wall_time_s": None, "train_time_s": train_time, "hessian_time_s": hessian_time}
+            test_error = evaluate(net, *tests[c.input_coding])
+            r.history.append(pass_record(c, pass_number, float(wrong[k]), float(loss_sum[k]), test_error, times, rules[k].ranges()))
+            if pass_number == c.epochs:
+                r.history[-1]["train_error_final"] = evaluate(net, sets[k].images, sets[k].labels)
+            r.state = net.state()
+        for r in results:
+            r.history[-1]["wall_time_s"] = elapsed()
+        if on_pass is not None:
+            on_pass(pass_number, results, [rule.state_dict() for rule in rules])
+        if all(r.failed for r in results):
+            break
+    return results
+
+
+def train_pass(group, sets, predict, pass_number, n, results, on_progress):
+    """One pass of per-pattern steps: replica k sees its own patterns in its own order.
+    Returns each replica's wrong count and loss sum, measured on the fly (Fig. 5)."""
+    K = len(sets)
+    orders = torch.stack([ts.order(pass_number) for ts in sets])  # (K, n)
+    wrong, loss_sum = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
+    for s in range(0, n, CHUNK):
+        idx = orders[:, s:s + CHUNK]  # (K, B)
+        xs = torch.stack([ts.patterns(i) for ts, i in zip(sets, idx)], 1)  # (B, K, 32, 32)
+        ys = torch.stack([ts.targets(i) for ts, i in zip(sets, idx)], 1)  # (B, K)
+        outs, losses = zip(*(group.step(xs[b], ys[b]) for b in range(xs.shape[0])))
+        outs, losses = torch.stack(outs), torch.stack(losses)  # (B, K, 10), (B, K)
+        wrong += (predict(outs) != ys).sum(0).cpu()
+        loss_sum += losses.sum(0).double().cpu()
+        for k, r in enumerate(results):
+            if r.failed is None and not math.isfinite(loss_sum[k]):
+                r.failed = f"non-finite loss in pass {pass_number}"
+        if on_progress is not None:
+            on_progress(s + xs.shape[0], n)
+        if all(r.failed for r in results):
+            break
+    return wrong, loss_sum

@@ -1,0 +1,79 @@
+"""How the training patterns of one run are presented: their order, the h_kk sample, the
+distortion pool, all drawn from generators that depend only on (seed, stream, pass).
+
+Paper: Appendix C ("the patterns are presented in a constant random order"; h_kk re-estimated
+on 500 patterns before each pass) and Sec. III-C (60,000 originals + 540,000 distorted).
+
+Registries declared here: `ORDER` ("fixed": one permutation for every pass, as the paper;
+"reshuffle": a new one each pass) and `DISTORTIONS` ("none", or "affine": a pass is n patterns
+drawn without replacement from the pool of 10 n, lenet1998/distortions.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .data import code, encode, ink
+from .distortions import POOL_FACTOR, DistortionPool
+from .registry import Registry
+
+# Streams of per-seed random numbers, so that no two uses share a generator.
+STREAM_ORDER, STREAM_HESSIAN, STREAM_DISTORTIONS, STREAM_POOL = 1, 2, 3, 4
+
+
+def generator(seed: int, stream: int, pass_number: int = 0) -> torch.Generator:
+    """A generator that depends only on (seed, stream, pass): runs resume exactly."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream * 10_007 + pass_number)
+
+
+# The pass number that seeds a pass's permutation.
+ORDER = Registry("order", {"fixed": lambda pass_number: 0, "reshuffle": lambda pass_number: pass_number})
+
+# The pool a pass draws from: None (the n originals) or a DistortionPool built from the originals.
+DISTORTIONS = Registry("distortions", {"none": None, "affine": DistortionPool})
+
+
+def pattern_order(config, n: int, pass_number: int) -> torch.Tensor:
+    """The indices of the n patterns of a pass: a permutation of the training set, or with
+    distortions n pool indices drawn without replacement from the pool of 10 n."""
+    if DISTORTIONS[config.distortions] is not None:
+        return torch.randperm(POOL_FACTOR * n, generator=generator(config.seed, STREAM_POOL, pass_number))[:n]
+    return torch.randperm(n, generator=generator(config.seed, STREAM_ORDER, ORDER[config.order](pass_number)))
+
+
+class TrainingPatterns:
+    """The training set of one run as its network reads it: coded images and labels."""
+
+    def __init__(self, config, data, device="cpu", images=None):
+        """images: the coded training images, if already made (runs of one coding share them)."""
+        self.config, self.n, self.device = config, config.train_size, device
+        if images is None:
+            images = encode(data.train_images[:self.n], config.input_coding).to(device)
+        self.images = images  # (n, 32, 32)
+        self.labels = data.train_labels[:self.n].to(device)  # (n,)
+        pool = DISTORTIONS[config.distortions]
+        self.pool = None if pool is None else pool(ink(data.train_images[:self.n]),
+                                                   generator(config.seed, STREAM_DISTORTIONS))
+
+    def order(self, pass_number: int) -> torch.Tensor:
+        return pattern_order(self.config, self.n, pass_number).to(self.device)
+
+    def patterns(self, index: torch.Tensor) -> torch.Tensor:
+        """Coded patterns (B, 32, 32) of training-set or pool indices (B,)."""
+        if self.pool is None:
+            return self.images[index]
+        return code(self.pool.patterns(index), self.config.input_coding).to(self.device)
+
+    def targets(self, index: torch.Tensor) -> torch.Tensor:
+        return self.labels[index % self.n]  # a distorted copy has its original's label
+
+    def hessian_sample(self, pass_number: int) -> torch.Tensor:
+        """The coded originals (m, 32, 32) on which h_kk is estimated before a pass."""
+        m = min(self.config.sdlm_samples, self.n)
+        index = torch.randperm(self.n, generator=generator(self.config.seed, STREAM_HESSIAN, pass_number))[:m]
+        return self.images[index.to(self.device)]
+
+
+def test_images(config, data, device="cpu"):
+    """The 10,000 test images coded for `config`, and their labels."""
+    return encode(data.test_images, config.input_coding).to(device), data.test_labels.to(device)

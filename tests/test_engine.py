@@ -1,0 +1,162 @@
+"""The lockstep engine against the reference trainer: every run of a group, mixed variants
+included, follows its config trained alone by lenet1998/reference.py.
+
+Per-pattern training at the paper's first steps is chaotic: two float32 runs that differ by
+one rounding (1e-7) drift apart by ~2x per pattern (about 0.1 after a pass of 300). So the
+equivalence runs in float64 and at a small global step (eta = 2e-5, SDLM's eps <= 1e-3):
+differences then stay at rounding level (~1e-15) for hundreds of patterns, and any real
+difference (order, sample, step, criterion, squashing, table, coding, pool) shows at once.
+The paper's own steps are checked one pattern at a time, from the same weights.
+
+New registry entries and new variants are covered without editing this file: the cases are
+built from lenet1998.config.REGISTRIES and experiments.variants.VARIANTS.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from experiments.variants import VARIANTS
+from lenet1998 import engine
+from lenet1998.config import REGISTRIES, ConfigError, LeNetConfig
+from lenet1998.data import MNIST
+from lenet1998.loss import LOSSES
+from lenet1998.model import LeNet5
+from lenet1998.reference import train as train_reference
+from lenet1998.train import fit
+
+PATTERNS, TOLERANCE = 300, 1e-10  # per run, float64; the measured differences are ~1e-15
+
+
+def budget(config: LeNetConfig, **changes) -> LeNetConfig:
+    return config.replace(epochs=1, train_size=PATTERNS, sdlm_samples=30, eta_schedule=((1, 2e-5),), **changes)
+
+
+def registry_cases():
+    """One config per registry entry: the paper with that one field changed (and the field it
+    must move with, where the paper's value is invalid with it)."""
+    cases = {}
+    for field, registry in REGISTRIES.items():
+        for name in registry:
+            for extra in ({}, {"loss": "cross_entropy"}, {"output": "linear"}, {"batch_size": 10}):
+                try:
+                    cases[f"{field}={name}"] = LeNetConfig().replace(**{field: name, **extra})
+                    break
+                except ConfigError:
+                    continue
+            else:
+                raise AssertionError(f"no valid config with {field}={name}")
+    return cases
+
+
+CASES = {**{f"variant {n}": v.config for n, v in VARIANTS.items()}, **registry_cases()}
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist):
+    """The first 400 training and 200 test digits (evaluation is not what is tested here)."""
+    return MNIST(mnist.train_images[:400], mnist.train_labels[:400], mnist.test_images[:200], mnist.test_labels[:200])
+
+
+@pytest.fixture
+def float64():
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
+def groups_of(configs):
+    """The per-pattern configs by lockstep key (mixed groups, as `ablate` builds them)."""
+    groups = {}
+    for i, c in enumerate(configs):
+        if engine.handles(c):
+            groups.setdefault(engine.lockstep_key(c), []).append(i)
+    return list(groups.values())
+
+
+def untimed(history):
+    return [{k: v for k, v in r.items() if not k.endswith("time_s")} for r in history]
+
+
+def test_every_case_trains_in_a_group_as_it_does_alone(small_mnist, float64):
+    names = list(CASES)
+    configs = [budget(CASES[n], seed=i % 3) for i, n in enumerate(names)]
+    alone = {n: train_reference(c, small_mnist) for n, c in zip(names, configs)}
+    groups = groups_of(configs)
+    assert len(groups) >= 3  # the paper's shapes, the pooled shapes, the linear output
+    for group in groups:
+        results = fit([configs[i] for i in group], small_mnist, engine="eager")
+        for i, r in zip(group, results):
+            ref = alone[names[i]]
+            assert r.engine == "eager"
+            for p in ref.state:
+                torch.testing.assert_close(r.state[p], ref.state[p], rtol=0, atol=TOLERANCE, msg=f"{names[i]}: {p}")
+            for got, want in zip(untimed(r.history), untimed(ref.history), strict=True):
+                assert got == pytest.approx(want, rel=1e-9), names[i]
+
+
+@pytest.mark.parametrize("path", ["compiled", "kernel"])
+def test_each_fast_path_follows_the_eager_group(small_mnist, path):
+    """The compiled and kernel paths on a mixed group of the paper's shapes (float32, short)."""
+    if path == "kernel":
+        ok, why = engine.kernel_fits([LeNetConfig()])
+        if not ok:
+            pytest.skip(f"no kernel here: {why}")
+    base = LeNetConfig(epochs=1, train_size=60, sdlm_samples=20, eta_schedule=((1, 2e-5),))
+    configs = [base, base.replace(seed=1, squashing="tanh", loss="mle"), base.replace(seed=2, c3_table="full", optimizer="sgd"),
+               base.replace(seed=3, subsampling="trainable_sum", input_coding="unit"), base.replace(seed=4, squashing="relu")]
+    eager = fit(configs, small_mnist, engine="eager")
+    fast = fit(configs, small_mnist, engine=path)
+    for e, f in zip(eager, fast):
+        assert f.engine == path
+        for p in e.state:
+            torch.testing.assert_close(f.state[p], e.state[p], rtol=0, atol=1e-4, msg=p)
+
+
+def test_the_papers_steps_agree_pattern_by_pattern(small_mnist, float64):
+    """At the paper's eta (pass 1: 5e-4): from the same weights, one step of the group equals one
+    step of each network alone, along 30 patterns of a real trajectory."""
+    from lenet1998.engine.replicas import TorchGroup, stack
+    from lenet1998.patterns import TrainingPatterns
+    from lenet1998.sdlm import STEP_RULES
+
+    configs = [LeNetConfig(train_size=PATTERNS, sdlm_samples=30), LeNetConfig(train_size=PATTERNS, sdlm_samples=30, seed=1, loss="mle", c3_table="full")]
+    nets = [LeNet5(c).initialize() for c in configs]
+    rules = [STEP_RULES[c.optimizer](net, c) for net, c in zip(nets, configs)]
+    sets = [TrainingPatterns(c, small_mnist) for c in configs]
+    for rule, ts in zip(rules, sets):
+        rule.begin_pass(1, ts.hessian_sample(1).unsqueeze(1))
+    group = TorchGroup(configs, compiled=False)
+    group.set_steps({n: torch.stack([r.eps[i] for r in rules]) for i, n in enumerate(stack(nets))})
+    orders = [ts.order(1) for ts in sets]
+    for t in range(30):
+        group.load(stack(nets))
+        x = torch.stack([ts.patterns(o[t:t + 1])[0] for ts, o in zip(sets, orders)])
+        y = torch.stack([ts.targets(o[t:t + 1])[0] for ts, o in zip(sets, orders)])
+        out, loss = group.step(x, y)
+        for k, (net, rule, c) in enumerate(zip(nets, rules, configs)):
+            ref_out = net(x[k][None, None])
+            ref_loss = LOSSES[c.loss](ref_out, y[k:k + 1], c.map_j)
+            torch.testing.assert_close(out[k], ref_out[0].detach(), rtol=1e-12, atol=1e-9)
+            rule.step(torch.autograd.grad(ref_loss.sum(), list(net.parameters())))
+            torch.testing.assert_close(float(loss[k]), float(ref_loss), rtol=1e-12, atol=1e-9)
+        after = group.export()
+        for name, p in stack(nets).items():
+            torch.testing.assert_close(after[name], p, rtol=0, atol=1e-12, msg=name)
+
+
+def test_groups_refuse_configs_that_cannot_share_a_step(small_mnist):
+    with pytest.raises(ValueError, match="lockstep"):
+        fit([LeNetConfig(), LeNetConfig(subsampling="max_pool")], small_mnist)
+    with pytest.raises(ValueError, match="auto"):
+        fit(LeNetConfig(), small_mnist, engine="turbo")
+
+
+def test_a_group_holds_k_copies_of_the_papers_tensors():
+    from lenet1998.engine.replicas import GroupNet
+
+    net = GroupNet([LeNetConfig(seed=s) for s in range(3)])
+    assert net.layers["C1"].weight.shape == (18, 1, 5, 5)
+    assert net.layers["F6"].weight.shape == (3, 84, 120)
+    assert sum(p.numel() for p in net.parameters()) == 3 * sum(p.numel() for p in LeNet5(LeNetConfig()).parameters())
