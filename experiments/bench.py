@@ -36,18 +36,29 @@ from lenet1998.data import encode, load_mnist, resolve_data_dir
 from lenet1998.loss import map_loss
 from lenet1998.model import LeNet5
 from lenet1998.results import atomic_write_text, check_writable, cpu_model
-from lenet1998.train import CHUNK, fit
+from lenet1998.engine import CHUNK, kernel_fits
+from lenet1998.engine.replicas import GroupNet
+from lenet1998.train import fit
 
 from .common import data_dir_option, one_line_errors
 
-GRID_CASE = "2 processes side by side: fit, compiled, the grid's mixed group"
+GRID_CASE = "2 processes side by side: fit, the grid's mixed group"
 
 
-def plain_per_pattern(data, patterns, device, ready=None):
+def plain_per_pattern(data, patterns, device, ready=None, network="pinned"):
     """(a) The reference: the loop a PyTorch user writes for batch size 1.
+
+    network "pinned": the one-replica network of version 0.1 (its convolutions as one matrix
+    product per pattern; lenet1998/engine/replicas.py GroupNet with K = 1), the denominator of
+    every ratio since the first bench, kept so that ratios stay comparable; "reference": the
+    readable LeNet5 of lenet1998/model.py (F.conv2d), measured beside it in the same run.
     ready(): called just before the clock starts (the side-by-side case waits there)."""
     config = LeNetConfig()
-    model = LeNet5(config).initialize([0]).to(device)
+    if network == "pinned":
+        model = GroupNet([config]).to(device)
+        model.load_state_dict({k: v.reshape(model.state_dict()[k].shape) for k, v in LeNet5(config).initialize().state_dict().items()})
+    else:
+        model = LeNet5(config).initialize().to(device)
     eps = [torch.full_like(p, 1e-3) for p in model.parameters()]
     x = encode(data.train_images[:patterns], "paper").to(device)
     y = data.train_labels[:patterns].to(device)
@@ -55,8 +66,8 @@ def plain_per_pattern(data, patterns, device, ready=None):
         ready()
     start = time.perf_counter()
     for i in range(patterns):
-        out = model(x[i:i + 1].unsqueeze(1))  # (1, 1, 10)
-        loss = map_loss(out, y[i:i + 1].unsqueeze(1), config.map_j).sum()
+        out = model(x[i:i + 1].unsqueeze(1))  # (1, 1, 10) pinned, (1, 10) reference
+        loss = map_loss(out, y[i:i + 1].view(out.shape[:-1]), config.map_j).sum()
         loss.backward()
         with torch.no_grad():
             for p, e in zip(model.parameters(), eps):
@@ -69,7 +80,7 @@ def engine(data, patterns, replicas, device, kind="eager", **changes):
     """(b, c) `fit` for one pass over `patterns` patterns; returns the training time alone
     (without the h_kk estimate, the evaluation, or compiling, which happens before the pass)."""
     config = LeNetConfig(epochs=1, train_size=patterns, **changes)
-    results = fit(config, data, seeds=list(range(replicas)), device=device, engine=kind)
+    results = fit([config.replace(seed=s) for s in range(replicas)], data, device=device, engine=kind)
     record = results[0].history[0]
     return record["train_time_s"] - record.get("hessian_time_s", 0.0)
 
@@ -84,6 +95,11 @@ def grid_group(rank=0, patterns=None):
     name, runs = plan(list(VARIANTS), 3, 20, 60000, Path("/nonexistent"))[0]
     configs = [c.replace(seed=c.seed + 100 * rank, epochs=1, train_size=patterns or c.train_size) for _, c in runs]
     return name, configs
+
+
+def fastest() -> str:
+    """The fastest per-pattern path that runs here (the kernel where it builds)."""
+    return "kernel" if kernel_fits([LeNetConfig()])[0] else "compiled"
 
 
 def side_by_side_worker(rank, case, data_dir, patterns, replicas, barrier, queue):
@@ -111,7 +127,7 @@ def side_by_side_worker(rank, case, data_dir, patterns, replicas, barrier, queue
             group = grid_group(rank, patterns)[1]
         else:
             group = [LeNetConfig(epochs=1, train_size=patterns, seed=s) for s in range(rank * replicas, (rank + 1) * replicas)]
-        fit(group, data, engine="compiled", on_progress=on_progress)
+        fit(group, data, engine=fastest(), on_progress=on_progress)
         queue.put((rank, (marks["done"] - marks["first"]) * replicas, marks["start"], marks["end"]))
     except Exception as e:  # reported by the parent as one line
         barrier.abort()
@@ -145,12 +161,12 @@ def plain_minibatch(data_dir, patterns, batch, device):
                                          transform=transforms.Compose([transforms.ToTensor(), transforms.Pad(2)]))
     subset = torch.utils.data.Subset(dataset, range(patterns))
     loader = torch.utils.data.DataLoader(subset, batch_size=batch, shuffle=True)
-    model = LeNet5(LeNetConfig(output="linear", loss="cross_entropy")).initialize([0]).to(device)
+    model = LeNet5(LeNetConfig(output="linear", loss="cross_entropy")).initialize(0).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     start = time.perf_counter()
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        loss = torch.nn.functional.cross_entropy(model(x).squeeze(1), y)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -205,7 +221,10 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
         slower_threads = default_threads if faster == plain_1 else 1
         add(device, f"plain per-pattern loop, {slower_threads} torch thread(s)", "per_pattern", 1, patterns,
             max(plain_1, plain_default))
-        for kind in ("eager", "compiled"):
+        add(device, "plain per-pattern loop over the reference LeNet5 (model.py)", "per_pattern", 1, patterns,
+            plain_per_pattern(data, patterns, device, network="reference"))
+        kinds = ["eager", "compiled"] + (["kernel"] if device == "cpu" and fastest() == "kernel" else [])
+        for kind in kinds:
             for k in replica_counts:
                 add(device, f"fit, per-pattern SDLM, lockstep, {kind}", "per_pattern", k, patterns,
                     engine(data, patterns, k, device, kind))
@@ -221,7 +240,7 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
     add("cpu", "2 processes side by side: plain loops", "per_pattern", 1, total / 2, seconds, processes=2)
     for k in side_counts:
         total, seconds = side_by_side("fit", data_dir, side_patterns, k)
-        add("cpu", "2 processes side by side: fit, compiled", "per_pattern", k, total / (2 * k), seconds, processes=2)
+        add("cpu", f"2 processes side by side: fit, {fastest()}", "per_pattern", k, total / (2 * k), seconds, processes=2)
     name, group = grid_group()
     total, seconds = side_by_side("grid", data_dir, side_patterns, len(group))
     add("cpu", f"{GRID_CASE}: {name}", "per_pattern", len(group), total / (2 * len(group)), seconds, processes=2)
@@ -245,9 +264,10 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     from .variants import VARIANTS
 
     cpu = table[table.device == device]
-    alone = cpu[cpu.case == "fit, per-pattern SDLM, lockstep, compiled"].set_index("replicas").patterns_per_s_total
+    kind = "kernel" if (cpu.case == "fit, per-pattern SDLM, lockstep, kernel").any() else "compiled"
+    alone = cpu[cpu.case == f"fit, per-pattern SDLM, lockstep, {kind}"].set_index("replicas").patterns_per_s_total
     minibatch = cpu[cpu.case.str.startswith("fit, Adam")].set_index("replicas").patterns_per_s_total
-    side = cpu[cpu.case == "2 processes side by side: fit, compiled"].set_index("replicas").patterns_per_s_total / 2
+    side = cpu[cpu.case == f"2 processes side by side: fit, {kind}"].set_index("replicas").patterns_per_s_total / 2
     mixed = cpu[cpu.case.str.startswith(GRID_CASE)]
     names = [v.name for v in VARIANTS.values() if v.core or not core_only]
     groups = plan(names, 3, 20, 60000, Path("/nonexistent"), lockstep)
@@ -283,7 +303,7 @@ def render(table, patterns):
     side = table[table.case.str.startswith("2 processes")].set_index("case")
     if len(side):
         plain2 = side.loc["2 processes side by side: plain loops", "patterns_per_s_total"]
-        fits = table[table.case == "2 processes side by side: fit, compiled"]
+        fits = table[table.case.str.startswith("2 processes side by side: fit, ") & ~table.case.str.startswith(GRID_CASE)]
         best = fits.loc[fits.patterns_per_s_total.idxmax()]
         lines += ["", f"Both cores: the fastest two-process engine case runs **{best.patterns_per_s_total / plain2:.2f}x** "
                   f"two plain loops side by side (per core), and {best.ratio_to_reference:.2f}x the single plain loop."]

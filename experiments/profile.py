@@ -20,10 +20,9 @@ import pandas as pd
 import torch
 
 from lenet1998.config import LeNetConfig
-from lenet1998.loss import LOSSES
 from lenet1998.model import LeNet5
 from lenet1998.results import atomic_write_text, check_writable, cpu_model
-from lenet1998.train import compiled_pattern_step
+from lenet1998.engine.replicas import TorchGroup, stack
 
 from .common import one_line_errors
 
@@ -42,23 +41,23 @@ def profile_step(replicas: int, steps: int) -> tuple[pd.DataFrame, float]:
 
     torch.set_num_threads(1)
     inductor_config.cpp.enable_kernel_profile = True
-    config = LeNetConfig()
-    model = LeNet5(config, replicas=replicas).initialize(list(range(replicas)))
-    step = compiled_pattern_step(model, LOSSES[config.loss], config.map_j)
-    params = [p.detach() for p in model.parameters()]
-    eps = [torch.full_like(p, 1e-5) for p in params]
+    configs = [LeNetConfig(seed=s) for s in range(replicas)]
+    group = TorchGroup(configs, compiled=True)
+    params = stack([LeNet5(c).initialize() for c in configs])
+    group.load(params)
+    group.set_steps({name: torch.full_like(p, 1e-5) for name, p in params.items()})
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(1, replicas, 32, 32, generator=generator)
-    y = torch.randint(0, 10, (1, replicas), generator=generator)
+    x = torch.randn(replicas, 32, 32, generator=generator)
+    y = torch.randint(0, 10, (replicas,), generator=generator)
     for _ in range(20):  # compile and warm up
-        step(params, eps, x, y)
+        group.step(x, y)
     start = time.perf_counter()
     for _ in range(steps):
-        step(params, eps, x, y)
+        group.step(x, y)
     ms_per_step = (time.perf_counter() - start) / steps * 1e3
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
-            step(params, eps, x, y)
+            group.step(x, y)
     rows = [{"event": e.key, "calls_per_step": e.count / steps, "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps}
             for e in prof.key_averages() if e.self_cpu_time_total > 0]
     table = pd.DataFrame(rows).sort_values("self_ms_per_step", ascending=False)
