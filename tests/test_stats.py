@@ -3,9 +3,11 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from experiments.report import ablation_markdown, ablation_table
 from experiments.stats import holm, trains, variant_summary, welch_interval, wilson_interval
 from lenet1998.paper import LINEAR_CLASSIFIER_ERROR
 
@@ -109,3 +111,28 @@ def test_summary_counts_a_failed_run_as_not_training():
     none = variant_summary([90.0, 89.9])
     assert none["n_train"] == 0 and math.isnan(none["test_error_mean_trains"])
 
+
+def fake_runs(errors: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"variant": v, "seed": s, "status": "ok", "test_error": e, "train_error": e / 2}
+                         for v, es in errors.items() for s, e in enumerate(es)])
+
+
+def test_the_ablation_table_compares_only_runs_that_train():
+    runs = fake_runs({"paper": [1.02, 0.99, 1.16], "relu": [90.18, 90.20, 2.76], "sgd": [90.26, 89.68, 89.9],
+                      "sum_subsampling": [2.81, 2.63, 3.81], "tanh": [39.75, 3.72, 9.31]})
+    table = ablation_table(runs).set_index("variant")
+    relu, sgd, tanh, s = table.loc["relu"], table.loc["sgd"], table.loc["tanh"], table.loc["sum_subsampling"]
+    assert (relu.n_train, relu.n_runs, relu.n_used) == (1, 3, 1)
+    assert math.isnan(relu.diff_ci95_low) and math.isnan(relu.p_holm)  # fewer than 2 train: no interval
+    assert relu.diff_to_paper == pytest.approx(2.76 - np.mean([1.02, 0.99, 1.16]))
+    assert sgd.n_used == 0 and math.isnan(sgd.diff_to_paper)
+    w = welch_interval([3.72, 9.31], [1.02, 0.99, 1.16])
+    assert (tanh.diff_ci95_low, tanh.diff_ci95_high) == pytest.approx((w.low, w.high))
+    family = [welch_interval([2.81, 2.63, 3.81], [1.02, 0.99, 1.16]).p, w.p]  # relu and sgd are not in it
+    assert (s.p_holm, tanh.p_holm) == pytest.approx(tuple(holm(family)))
+    assert s.resolved_holm == (s.p_holm < 0.05)
+    text = ablation_markdown(table.reset_index(), 3, 20, 60000)
+    assert "no interval: 1 run trains" in text and "no interval: 0 runs train" in text
+    assert "family of the 2 comparisons" in text and "Welch-Satterthwaite" in text
+    row = next(line for line in text.splitlines() if line.startswith("| sum_subsampling"))
+    assert "+2.03 [+0.49, +3.56]" in row
