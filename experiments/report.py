@@ -3,8 +3,10 @@
     python -m experiments.report                 # results/ from results/runs
     python -m experiments.report --quick         # results/quick from results/quick/runs
 
-Writes runs.csv (one row per run), ablation.csv and ablation.md (mean +- std over seeds,
-ddof=1, the difference to `paper` with a 95% Welch confidence interval, the paper's value),
+Writes runs.csv (one row per run), ablation.csv and ablation.md (per variant: how many runs
+train, median and IQR, mean +- std over every run and over the runs that train; the difference
+to `paper` over the runs that train with its Welch 95% interval and a Holm-adjusted Welch test,
+the paper's value; the statistics are those of experiments.stats),
 paper.csv (the paper's own numbers) and figures/*.png; for the full grid it also refreshes
 the results section of README.md. Every number comes from a finished run folder; the final
 pass is reported, never the best one.
@@ -12,42 +14,21 @@ pass is reported, never the best one.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from lenet1998.paper import FIG5, FIG9_LENET
+from lenet1998.paper import FIG5, FIG9_LENET, LINEAR_CLASSIFIER_ERROR
 from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest
 
 from .common import data_dir_option, one_line_errors
+from .stats import holm, trains, variant_summary, welch_interval
 from .variants import VARIANTS, budget
 
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom.
-T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042]
 MAX_SHOWN = 120  # digits in the misclassified grid
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
-
-
-def t975(df: float) -> float:
-    return T975[max(1, int(df)) - 1] if df < 31 else 1.96
-
-
-def welch_ci(a, b):
-    """95% CI of mean(a) - mean(b) (Welch). None when either side has fewer than 2 values."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff = a.mean() - b.mean()
-    if va + vb == 0:
-        return diff, diff
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = t975(df) * math.sqrt(va + vb)
-    return diff - half, diff + half
 
 
 def collect_runs(out: Path, seeds: int, epochs: int, train_size: int) -> pd.DataFrame:
@@ -76,51 +57,111 @@ def collect_runs(out: Path, seeds: int, epochs: int, train_size: int) -> pd.Data
 
 
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
-    ok = runs[runs.status == "ok"] if len(runs) else runs
-    paper = ok[ok.variant == "paper"].test_error if len(ok) else pd.Series(dtype=float)
+    """One row per variant that has runs: how many train (final test error below the paper's
+    linear classifier), the spread over every run, and the comparison with `paper` over the runs
+    that train on both sides: the difference of means, its Welch 95% interval and Welch's t-test,
+    Holm-adjusted over every comparison in the table that has a test."""
+    nan = float("nan")
+    if not len(runs):
+        return pd.DataFrame()
+    errors = {name: runs[runs.variant == name].test_error.where(runs.status == "ok").astype(float)
+              for name in VARIANTS}  # a failed run: nan, in n, does not train
+    used = {name: e[e.map(trains).astype(bool)] for name, e in errors.items()}
     rows = []
     for name, variant in VARIANTS.items():
-        mine = ok[ok.variant == name] if len(ok) else ok
-        all_runs = runs[runs.variant == name] if len(runs) else runs
-        if len(all_runs) == 0:
+        if not len(errors[name]):
             continue
-        e = mine.test_error
-        ci = welch_ci(e, paper) if name != "paper" else None
+        ok = runs[(runs.variant == name) & (runs.status == "ok")]
+        summary = variant_summary(errors[name])
+        compare = name != "paper" and len(used[name]) and len(used["paper"])
+        welch = welch_interval(used[name], used["paper"]) if compare else None
         rows.append({
-            "variant": name, "what": variant.what, "n_seeds": len(e), "failed_runs": len(all_runs) - len(e),
-            "test_error_mean": e.mean() if len(e) else float("nan"),
-            "test_error_std": e.std(ddof=1) if len(e) > 1 else float("nan"),
-            "train_error_mean": mine.train_error.mean() if len(e) else float("nan"),
-            "diff_to_paper": e.mean() - paper.mean() if len(e) and len(paper) and name != "paper" else float("nan"),
-            "diff_ci95_low": ci[0] if ci else float("nan"), "diff_ci95_high": ci[1] if ci else float("nan"),
+            "variant": name, "what": variant.what, "n_seeds": summary["n_runs"] - int(errors[name].isna().sum()),
+            "failed_runs": int(errors[name].isna().sum()), **summary,
+            "train_error_mean": ok.train_error.mean() if len(ok) else nan,
+            "n_used": len(used[name]),
+            "diff_to_paper": used[name].mean() - used["paper"].mean() if compare else nan,
+            "diff_ci95_low": welch.low if welch else nan, "diff_ci95_high": welch.high if welch else nan,
+            "welch_df": welch.df if welch else nan, "p_welch": welch.p if welch else nan,
             "paper_test_error": variant.paper_test_error,
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm(table.p_welch)
+    table["resolved_holm"] = (table.p_holm < 0.05).where(table.p_holm.notna())  # empty: no test
+    return table
 
 
 def fmt(x, spec=".2f"):
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def fmt_p(p):
+    return "–" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def family(table: pd.DataFrame) -> list:
+    """The variants compared with `paper` by a test: the family of the Holm adjustment."""
+    return list(table.variant[table.p_welch.notna()]) if len(table) else []
+
+
+def ablation_caption(table: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
+    tested = family(table)
+    paper_used = int(table.n_used[table.variant == "paper"].sum()) if len(table) else 0
+    few = list(table.variant[(table.variant != "paper") & (table.n_used < 2)]) if len(table) else []
+    flat = list(table.variant[table.diff_ci95_low.notna() & table.p_welch.isna()]) if len(table) else []
+    return (
+        f"Generated by `python -m experiments.report` from the run folders in `runs/` ({seeds} seeds "
+        f"requested per variant, {epochs} passes over {train_size:,} training patterns). Final pass, never the "
+        "best. Training error is measured on the fly during the last pass, as in the paper's Fig. 5 (mean over "
+        "every run).\n\n"
+        f"A run *trains* when its final test error is below {LINEAR_CLASSIFIER_ERROR:.1f}%, the paper's linear "
+        "classifier (Fig. 9). *trains*: k of n runs, with a 95% Wilson score interval for the proportion. "
+        "*median [IQR]*: median and interquartile range (25th to 75th percentile, linear interpolation) over "
+        "every run; *mean ± std* (ddof=1) over every run and over the runs that train.\n\n"
+        "The comparison with `paper` uses only the runs that train, on both sides (*n used*: this variant's; "
+        f"`paper`: {paper_used}). *difference [95% "
+        "interval]*: mean test error of the variant minus that of `paper`, with the Welch t interval of the "
+        "difference of means (95%, two-sided, degrees of freedom by Welch-Satterthwaite, not rounded). "
+        "*Holm p*: the two-sided p-value of Welch's t-test, Holm-Bonferroni adjusted over the family of the "
+        f"{len(tested)} comparisons with `paper` that have an interval in this table"
+        + (" (none: `paper` has fewer than 2 runs that train)" if paper_used < 2 else
+           f" (every variant but {', '.join(f'`{v}`' for v in few)}, which {'has' if len(few) == 1 else 'have'} "
+           "fewer than 2 runs that train and so no interval)" if few else "")
+        + (f"; {', '.join(f'`{v}`' for v in flat)}: no spread on either side, so no test" if flat else "")
+        + ". *resolved*: Holm p < 0.05, so the difference is resolved at a family-wise error rate of 5%."
+    )
+
+
 def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: int, runs=None) -> str:
     lines = [
         f"# Ablation: MNIST test error (%) after pass {epochs}",
         "",
-        f"Generated by `python -m experiments.report` from the run folders in `runs/` ({seeds} seeds "
-        f"requested per variant, {epochs} passes over {train_size:,} training patterns). Final pass, never the "
-        "best; mean ± std over seeds (ddof=1); difference to `paper` with a 95% Welch confidence interval. "
-        "Training error is measured on the fly during the last pass, as in the paper's Fig. 5.",
+        ablation_caption(table, seeds, epochs, train_size),
         "",
-        "| variant | change | seeds | test error % | train error % | vs paper (95% CI) | paper's value |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| variant | change | trains (Wilson 95%) | test error %, median [IQR] | mean ± std, all runs | "
+        "mean ± std, runs that train | train error % | n used | vs paper: difference [Welch 95% interval] | "
+        "Holm p | resolved | paper's value |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
     ]
     for r in table.itertuples():
-        err = f"{fmt(r.test_error_mean)} ± {fmt(r.test_error_std)}"
+        k_of_n = f"{r.n_train} of {r.n_runs} [{fmt(r.train_ci95_low)}, {fmt(r.train_ci95_high)}]"
         if r.failed_runs:
-            err += f" ({r.failed_runs} failed)"
-        diff = "–" if r.variant == "paper" else f"{fmt(r.diff_to_paper, '+.2f')} [{fmt(r.diff_ci95_low, '+.2f')}, {fmt(r.diff_ci95_high, '+.2f')}]"
-        lines.append(f"| {r.variant} | {r.what} | {r.n_seeds} | {err} | {fmt(r.train_error_mean)} | {diff} | "
-                     f"{fmt(r.paper_test_error)} |")
+            k_of_n += f" ({r.failed_runs} failed)"
+        spread = f"{fmt(r.test_error_median)} [{fmt(r.test_error_q1)}, {fmt(r.test_error_q3)}]"
+        every = f"{fmt(r.test_error_mean)} ± {fmt(r.test_error_std)}"
+        good = f"{fmt(r.test_error_mean_trains)} ± {fmt(r.test_error_std_trains)}" if r.n_train > 1 else \
+            f"{fmt(r.test_error_mean_trains)} (one run)" if r.n_train else "– (none trains)"
+        if r.variant == "paper":
+            diff, resolved = "–", "–"
+        elif math.isnan(r.diff_ci95_low):
+            diff = ("no interval: " if math.isnan(r.diff_to_paper) else f"{fmt(r.diff_to_paper, '+.2f')}, no interval: ") + \
+                (f"{r.n_used} run{'' if r.n_used == 1 else 's'} train{'s' if r.n_used == 1 else ''}")
+            resolved = "–"
+        else:
+            diff = f"{fmt(r.diff_to_paper, '+.2f')} [{fmt(r.diff_ci95_low, '+.2f')}, {fmt(r.diff_ci95_high, '+.2f')}]"
+            resolved = "–" if pd.isna(r.resolved_holm) else ("yes" if r.resolved_holm else "no")
+        lines.append(f"| {r.variant} | {r.what} | {k_of_n} | {spread} | {every} | {good} | {fmt(r.train_error_mean)} | "
+                     f"{r.n_used} | {diff} | {fmt_p(r.p_holm)} | {resolved} | {fmt(r.paper_test_error)} |")
     return "\n".join(lines + missing_line(table) + machine_time_line(runs if runs is not None else pd.DataFrame())) + "\n"
 
 
@@ -301,10 +342,15 @@ def paper_run_markdown(table: pd.DataFrame) -> str:
 
 def readme_section(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     lines = ["## Results", "", "Generated from `results/ablation.csv` by `python -m experiments.report`; "
-             "final test error after 20 passes, mean ± std over seeds. Full table: `results/ablation.md`.", "",
-             "| variant | seeds | test error % | paper |", "|---|---:|---:|---:|"]
+             f"final test error after 20 passes. A run trains when its test error is below {LINEAR_CLASSIFIER_ERROR:.1f}%, "
+             "the paper's linear classifier (Fig. 9); median over every run, mean ± std over the runs that train. "
+             "Full table, with Welch intervals and Holm-adjusted tests against `paper`: `results/ablation.md`.", "",
+             "| variant | trains | test error %, median | mean ± std, runs that train | paper |",
+             "|---|---:|---:|---:|---:|"]
     for r in table.itertuples():
-        lines.append(f"| {r.variant} | {r.n_seeds} | {fmt(r.test_error_mean)} ± {fmt(r.test_error_std)} | "
+        good = f"{fmt(r.test_error_mean_trains)} ± {fmt(r.test_error_std_trains)}" if r.n_train > 1 else \
+            f"{fmt(r.test_error_mean_trains)} (one run)" if r.n_train else "–"
+        lines.append(f"| {r.variant} | {r.n_train} of {r.n_runs} | {fmt(r.test_error_median)} | {good} | "
                      f"{fmt(r.paper_test_error)} |")
     return "\n".join(lines + missing_line(table))
 
@@ -321,7 +367,7 @@ def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readm
     table = ablation_table(runs)
     written = []
     for name, text in [("runs.csv", runs.to_csv(index=False)),
-                       ("ablation.csv", table.to_csv(index=False, float_format="%.4f")),
+                       ("ablation.csv", table.to_csv(index=False, float_format="%.6g")),
                        ("ablation.md", ablation_markdown(table, seeds, epochs, train_size, runs)),
                        ("paper.csv", paper_csv())]:
         atomic_write_text(out / name, text)

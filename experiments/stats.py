@@ -1,0 +1,108 @@
+"""The statistics of the result tables, in one place so that every table reads them the same way.
+
+    welch_interval(a, b)    difference of means, its Welch t interval and Welch's t-test p-value
+    holm(p)                 Holm-Bonferroni adjusted p-values over one family of tests
+    wilson_interval(k, n)   Wilson score interval of a proportion k / n
+    variant_summary(errors) one variant's runs: how many train, median and IQR, mean +- std
+
+Quantiles and tail probabilities come from scipy.stats (exact, for non-integer degrees of
+freedom), never from a rounded table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from lenet1998.paper import LINEAR_CLASSIFIER_ERROR
+
+
+@dataclass(frozen=True)
+class Welch:
+    """mean(a) - mean(b) with its two-sided Welch t interval and Welch's t-test."""
+
+    diff: float
+    low: float
+    high: float
+    df: float  # Welch-Satterthwaite, not rounded; nan when both samples have no spread
+    p: float  # two-sided p-value of Welch's t-test of equal means; nan when df is
+
+
+def welch_interval(a, b, confidence: float = 0.95) -> Welch | None:
+    """Welch t interval of mean(a) - mean(b) at `confidence` (two-sided), df by
+    Welch-Satterthwaite, with the p-value of Welch's t-test. None when either side has fewer
+    than 2 values (no variance to estimate). When neither side varies the interval is the
+    point diff and there is no test (df and p are nan)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return Welch(diff, diff, diff, math.nan, math.nan)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+    p = 2 * stats.t.sf(abs(diff) / se, df)
+    return Welch(diff, diff - half, diff + half, float(df), float(p))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, in the order given. The family is the finite entries;
+    nan entries (comparisons without a test) stay nan and do not count in it. A hypothesis is
+    rejected at family-wise error rate alpha when its adjusted p-value is below alpha."""
+    p = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    m = len(tested)
+    order = tested[np.argsort(p[tested], kind="stable")]
+    running = 0.0
+    for i, j in enumerate(order):  # i-th smallest p times (m - i), made monotone, capped at 1
+        running = max(running, min(1.0, (m - i) * p[j]))
+        adjusted[j] = running
+    return adjusted
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion k / n (no continuity correction; the same as
+    scipy.stats.binomtest(k, n).proportion_ci(method="wilson")). (nan, nan) for n = 0."""
+    if n == 0:
+        return math.nan, math.nan
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    center = (k + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(k * (n - k) / n + z * z / 4)
+    low = 0.0 if k == 0 else max(0.0, center - half)  # exact ends: no rounding residue at 0 or n
+    high = 1.0 if k == n else min(1.0, center + half)
+    return low, high
+
+
+def trains(error: float, threshold: float = LINEAR_CLASSIFIER_ERROR) -> bool:
+    """A run trains when its final test error (%) beats the paper's linear classifier."""
+    return bool(error < threshold)  # nan (a failed run) does not train
+
+
+def variant_summary(errors, threshold: float = LINEAR_CLASSIFIER_ERROR) -> dict:
+    """One variant's final test errors (%), one per run; nan for a run that failed (it counts in
+    n and does not train). k of n runs train (Wilson 95% interval); median, quartiles (linear
+    interpolation) and mean +- std (ddof=1) over every run with an error, and mean +- std over
+    the runs that train. Statistics of fewer values than they need are nan."""
+    e = np.asarray(errors, dtype=float)
+    finite = e[np.isfinite(e)]
+    good = finite[[trains(x, threshold) for x in finite]]
+    low, high = wilson_interval(len(good), len(e))
+
+    def mean_std(x):
+        return (float(x.mean()) if len(x) else math.nan, float(x.std(ddof=1)) if len(x) > 1 else math.nan)
+
+    q1, median, q3 = np.percentile(finite, [25, 50, 75]) if len(finite) else (math.nan,) * 3
+    mean, std = mean_std(finite)
+    mean_trains, std_trains = mean_std(good)
+    return {
+        "n_runs": len(e), "n_train": len(good), "train_ci95_low": low, "train_ci95_high": high,
+        "test_error_median": float(median), "test_error_q1": float(q1), "test_error_q3": float(q3),
+        "test_error_mean": mean, "test_error_std": std,
+        "test_error_mean_trains": mean_trains, "test_error_std_trains": std_trains,
+    }

@@ -1,0 +1,138 @@
+"""The statistics of the result tables against cases computed by hand or tabulated."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from experiments.report import ablation_markdown, ablation_table
+from experiments.stats import holm, trains, variant_summary, welch_interval, wilson_interval
+from lenet1998.paper import LINEAR_CLASSIFIER_ERROR
+
+
+@pytest.mark.parametrize("df, tabulated", [(2, 4.303), (10, 2.228), (30, 2.042)])
+def test_t_quantiles_match_the_printed_table(df, tabulated):
+    assert scipy_stats.t.ppf(0.975, df) == pytest.approx(tabulated, abs=5e-4)
+
+
+def test_t_quantile_for_two_degrees_of_freedom_has_a_closed_form():
+    # Student's t with 2 df: F^-1(q) = (2q - 1) / sqrt(2 q (1 - q)).
+    q = 0.975
+    assert scipy_stats.t.ppf(q, 2) == pytest.approx((2 * q - 1) / math.sqrt(2 * q * (1 - q)), rel=1e-12)
+
+
+def test_welch_with_equal_spread_and_size_has_the_pooled_degrees_of_freedom():
+    # Same n = 6 and variance 3.5 on both sides: df = 2 (n - 1) = 10, se = sqrt(2 * 3.5 / 6).
+    w = welch_interval([1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 8])
+    assert w.df == pytest.approx(10)
+    assert w.diff == pytest.approx(-2)
+    half = 2.228139 * math.sqrt(7 / 6)  # t(0.975, 10) to 6 digits
+    assert (w.low, w.high) == pytest.approx((-2 - half, -2 + half), abs=1e-5)
+
+
+def test_welch_uses_the_unrounded_satterthwaite_degrees_of_freedom():
+    # a = 1, 2, 3: mean 2, s^2 = 1; b = 2, 4, 7: mean 13/3, s^2 = 19/3.
+    # s_a^2/3 = 1/3, s_b^2/3 = 19/9; df = (22/9)^2 / ((1/3)^2/2 + (19/9)^2/2) = 484/185.
+    w = welch_interval([1, 2, 3], [2, 4, 7])
+    assert w.df == pytest.approx(484 / 185)
+    assert w.diff == pytest.approx(-7 / 3)
+    half = scipy_stats.t.ppf(0.975, 484 / 185) * math.sqrt(22 / 9)
+    assert (w.low, w.high) == pytest.approx((-7 / 3 - half, -7 / 3 + half))
+    assert 3.182 < half / math.sqrt(22 / 9) < 4.303  # between t(0.975, 3) and t(0.975, 2), not either
+    reference = scipy_stats.ttest_ind([1, 2, 3], [2, 4, 7], equal_var=False)
+    assert w.p == pytest.approx(reference.pvalue) and w.p == pytest.approx(0.2451127, abs=1e-7)
+
+
+def test_welch_interval_of_sum_subsampling_is_the_exact_one():
+    # The committed runs: the old table floored df = 2.08 to 2 and printed [+0.43, +3.62].
+    w = welch_interval([2.81, 2.63, 3.81], [1.02, 0.99, 1.16])
+    assert w.df == pytest.approx(2.0815, abs=1e-4)
+    assert (w.low, w.high) == pytest.approx((0.49, 3.56), abs=0.005)
+
+
+def test_welch_interval_ends_have_p_value_alpha():
+    # Shifting b by an end of the 95% interval makes the difference exactly significant at 5%.
+    a, b = np.array([2.81, 2.63, 3.81]), np.array([1.02, 0.99, 1.16])
+    w = welch_interval(a, b)
+    assert welch_interval(a, b + w.low).p == pytest.approx(0.05)
+    assert welch_interval(a, b + w.high).p == pytest.approx(0.05)
+
+
+def test_welch_needs_two_values_a_side():
+    assert welch_interval([2.76], [1.02, 0.99, 1.16]) is None
+    assert welch_interval([], [1.0, 2.0]) is None
+    flat = welch_interval([1.0, 1.0], [2.0, 2.0])
+    assert (flat.low, flat.high) == (-1.0, -1.0) and math.isnan(flat.p)
+
+
+def test_holm_adjusted_p_values():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> monotone 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02])  # a family of one: unadjusted
+    out = holm([0.01, float("nan"), 0.04])  # nan: no test, not in the family (m = 2)
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+    assert len(holm([])) == 0
+
+
+@pytest.mark.parametrize("k, low, high", [(0, 0.0, 0.2775), (10, 0.7225, 1.0), (3, 0.1078, 0.6032)])
+def test_wilson_interval(k, low, high):
+    assert wilson_interval(k, 10) == pytest.approx((low, high), abs=1e-4)
+    ci = scipy_stats.binomtest(k, 10).proportion_ci(method="wilson")
+    assert wilson_interval(k, 10) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+def test_wilson_of_nothing_is_undefined():
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_a_run_trains_when_it_beats_the_linear_classifier():
+    assert LINEAR_CLASSIFIER_ERROR == 12.0  # Fig. 9, "Linear"
+    assert trains(11.99) and not trains(12.0) and not trains(90.2) and not trains(float("nan"))
+
+
+def test_summary_of_an_unstable_variant():
+    s = variant_summary([90.18, 90.20, 2.76])
+    assert (s["n_runs"], s["n_train"]) == (3, 1)
+    assert s["test_error_median"] == pytest.approx(90.18)
+    assert (s["test_error_q1"], s["test_error_q3"]) == pytest.approx(((2.76 + 90.18) / 2, (90.18 + 90.20) / 2))
+    assert s["test_error_mean"] == pytest.approx((90.18 + 90.20 + 2.76) / 3)
+    assert s["test_error_mean_trains"] == pytest.approx(2.76)
+    assert math.isnan(s["test_error_std_trains"])  # one run that trains: no spread
+    assert (s["train_ci95_low"], s["train_ci95_high"]) == pytest.approx(wilson_interval(1, 3))
+
+
+def test_summary_counts_a_failed_run_as_not_training():
+    s = variant_summary([1.0, 1.2, float("nan")])
+    assert (s["n_runs"], s["n_train"]) == (3, 2)
+    assert s["test_error_median"] == pytest.approx(1.1)
+    none = variant_summary([90.0, 89.9])
+    assert none["n_train"] == 0 and math.isnan(none["test_error_mean_trains"])
+
+
+def fake_runs(errors: dict) -> pd.DataFrame:
+    return pd.DataFrame([{"variant": v, "seed": s, "status": "ok", "test_error": e, "train_error": e / 2}
+                         for v, es in errors.items() for s, e in enumerate(es)])
+
+
+def test_the_ablation_table_compares_only_runs_that_train():
+    runs = fake_runs({"paper": [1.02, 0.99, 1.16], "relu": [90.18, 90.20, 2.76], "sgd": [90.26, 89.68, 89.9],
+                      "sum_subsampling": [2.81, 2.63, 3.81], "tanh": [39.75, 3.72, 9.31]})
+    table = ablation_table(runs).set_index("variant")
+    relu, sgd, tanh, s = table.loc["relu"], table.loc["sgd"], table.loc["tanh"], table.loc["sum_subsampling"]
+    assert (relu.n_train, relu.n_runs, relu.n_used) == (1, 3, 1)
+    assert math.isnan(relu.diff_ci95_low) and math.isnan(relu.p_holm)  # fewer than 2 train: no interval
+    assert relu.diff_to_paper == pytest.approx(2.76 - np.mean([1.02, 0.99, 1.16]))
+    assert sgd.n_used == 0 and math.isnan(sgd.diff_to_paper)
+    w = welch_interval([3.72, 9.31], [1.02, 0.99, 1.16])
+    assert (tanh.diff_ci95_low, tanh.diff_ci95_high) == pytest.approx((w.low, w.high))
+    family = [welch_interval([2.81, 2.63, 3.81], [1.02, 0.99, 1.16]).p, w.p]  # relu and sgd are not in it
+    assert (s.p_holm, tanh.p_holm) == pytest.approx(tuple(holm(family)))
+    assert s.resolved_holm == (s.p_holm < 0.05)
+    text = ablation_markdown(table.reset_index(), 3, 20, 60000)
+    assert "no interval: 1 run trains" in text and "no interval: 0 runs train" in text
+    assert "family of the 2 comparisons" in text and "Welch-Satterthwaite" in text
+    row = next(line for line in text.splitlines() if line.startswith("| sum_subsampling"))
+    assert "+2.03 [+0.49, +3.56]" in row
