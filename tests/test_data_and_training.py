@@ -109,7 +109,7 @@ def test_resume_after_a_pass_gives_the_same_weights(mnist, optimizer, batch_size
     (resumed,) = fit(config, mnist, start=[start], engine="eager")
     for name in full.state:
         assert torch.equal(full.state[name], resumed.state[name]), name
-    assert untimed(full.history) == untimed(resumed.history)
+    assert untimed(full.history)[1:] == untimed(resumed.history)[1:]  # pass 1 of a 1-pass run also has train_error_final
     if optimizer == "adam":  # without Adam's moments the second pass goes elsewhere: the test can fail
         (fresh,) = fit(config, mnist, start=[ResumePoint(1, first.state, first.history, None)], engine="eager")
         assert not torch.allclose(fresh.state["layers.F6.weight"], full.state["layers.F6.weight"], atol=1e-5)

@@ -20,7 +20,7 @@ def released(variant):
 @pytest.mark.parametrize("variant", ["paper", "modern", "paper+distortions"])
 def test_released_models_reproduce_their_recorded_test_error(variant, mnist):
     model = released(variant)
-    error = float(evaluate(model, encode(mnist.test_images, model.config.input_coding), mnist.test_labels)[0])
+    error = evaluate(model, encode(mnist.test_images, model.config.input_coding), mnist.test_labels)
     assert error == pytest.approx(model.manifest["final_test_error"], abs=1e-6)
 
 

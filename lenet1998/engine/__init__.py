@@ -71,33 +71,25 @@ def check_group(configs) -> list:
     return configs
 
 
-def kernel_fits(configs):
-    """Whether the C kernel covers the group (the paper's layer shapes); if not, why."""
-    try:
-        from . import kernel
-    except ImportError as e:
-        return False, f"no kernel module ({e})"
-    ok, why = kernel.available()
-    if not ok:
-        return False, why
-    c = configs[0]
-    if c.output != "rbf" or c.subsampling not in ("trainable_average", "trainable_sum"):
-        return False, "the kernel covers trainable S2/S4 with an RBF output only"
-    return True, ""
+def kernel_fits(configs, device="cpu"):
+    """(True, "") if the C kernel covers the group here (the paper's layer shapes, on the CPU,
+    where it builds), else (False, why)."""
+    from . import kernel
+
+    why = kernel.unsupported(configs, device)
+    return not why, why
 
 
 def make_group(configs, engine: str, device):
     """(group, path name) for `engine` ("auto": kernel where it fits on CPU, else compiled where a
     compiler exists, else eager)."""
-    if engine in ("auto", "kernel") and str(device) == "cpu":
-        ok, why = kernel_fits(configs)
+    if engine in ("auto", "kernel"):
+        ok, why = kernel_fits(configs, device)
         if ok:
-            from .kernel import KernelGroup
-            return KernelGroup.for_configs(configs), "kernel"
+            from .kernel import for_configs
+            return for_configs(configs), "kernel"
         if engine == "kernel":
             raise RuntimeError(f"engine 'kernel' cannot train this group: {why}")
-    elif engine == "kernel":
-        raise RuntimeError("engine 'kernel' runs on the CPU only")
     if engine == "auto":
         engine = "compiled" if str(device) != "cpu" or shutil.which("cc") or shutil.which("gcc") else "eager"
     return TorchGroup(configs, compiled=engine == "compiled", device=device), engine
@@ -162,8 +154,7 @@ def train_pass(group, sets, predict, pass_number, n, results, on_progress):
         idx = orders[:, s:s + CHUNK]  # (K, B)
         xs = torch.stack([ts.patterns(i) for ts, i in zip(sets, idx)], 1)  # (B, K, 32, 32)
         ys = torch.stack([ts.targets(i) for ts, i in zip(sets, idx)], 1)  # (B, K)
-        outs, losses = zip(*(group.step(xs[b], ys[b]) for b in range(xs.shape[0])))
-        outs, losses = torch.stack(outs), torch.stack(losses)  # (B, K, 10), (B, K)
+        outs, losses = group.steps(xs, ys)  # (B, K, 10), (B, K): one step per pattern, in order
         wrong += (predict(outs) != ys).sum(0).cpu()
         loss_sum += losses.sum(0).double().cpu()
         for k, r in enumerate(results):

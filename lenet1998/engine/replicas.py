@@ -184,6 +184,11 @@ class TorchGroup:
         out, loss = self._step(self.params, self.eps, self.x, self.y)
         return out[0], loss[0]
 
+    def steps(self, xs, ys):
+        """B consecutive steps: xs (B, K, 32, 32), ys (B, K) -> penalties (B, K, 10), loss (B, K)."""
+        outs, losses = zip(*(self.step(x, y) for x, y in zip(xs, ys)))
+        return torch.stack(outs), torch.stack(losses)
+
     def _loss_of(self, params, x, y):
         out = torch.func.functional_call(self.net, dict(zip([n for n, _ in self.net.named_parameters()], params)), (x,))
         per_pattern = self.loss(out, y)  # (1, K)

@@ -1,0 +1,170 @@
+"""Per-pattern training speed of the compiled C kernel against the torch engines, in one run.
+
+    python -m experiments.kernel_bench                  # ~2000 patterns per case, a few minutes
+    python -m experiments.kernel_bench --patterns 500   # a quick look
+
+Cases, all on one torch thread, one pattern per replica per update:
+  plain     the reference: experiments.bench.plain_per_pattern, a plain per-pattern PyTorch loop
+            over one K = 1 model (forward, MAP loss, backward, w -= eps g);
+  compiled  the torch engine: lenet1998.train.compiled_pattern_step on a K = 16 group, fed one
+            pattern per replica per call as `fit` does (compiling happens before the clock);
+  kernel    lenet1998.engine.kernel at K = 8, 16, 24, 32: `steps` on chunks of patterns (as `fit`
+            would feed it) and, for comparison, `step` one pattern at a time.
+Each case reports pattern-updates per second (patterns x replicas / s), in wall-clock time and
+in the process's own CPU time (the machine may be shared: CPU time is what one core gives when
+it is not), the ratio to the plain loop in the same measure, and the GFLOP/s this implies at
+~1.7 MFLOP per pattern and replica (forward and backward, perf/NOTES.md). Not a test.
+
+    python -m experiments.kernel_bench --profile        # CPU time per stage of the kernel, K = 8
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+import torch
+
+from lenet1998.config import LeNetConfig
+from lenet1998.data import encode, load_mnist
+from lenet1998.engine import kernel
+from lenet1998.loss import replica_losses
+from lenet1998.model import LeNet5
+from lenet1998.train import compiled_pattern_step
+
+from .bench import plain_per_pattern
+from .common import data_dir_option, one_line_errors
+
+FLOP_PER_PATTERN = 1.7e6
+
+
+class Clock:
+    """Wall and CPU seconds between start() and stop()."""
+
+    def start(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return self
+
+
+def group(K):
+    configs = [LeNetConfig(seed=s) for s in range(K)]
+    model = LeNet5(configs[0], replicas=K, configs=configs).initialize(list(range(K)), configs)
+    return configs, model
+
+
+def inputs(data, n, K):
+    """Replica k's patterns in its own random order: x (n, K, 32, 32), y (n, K)."""
+    coded = encode(data.train_images[:n])
+    g = torch.Generator().manual_seed(K)
+    order = torch.stack([torch.randperm(n, generator=g) for _ in range(K)], 1)  # (n, K)
+    return coded[order].contiguous(), data.train_labels[order].long().contiguous()
+
+
+def plain(data, n):
+    clock = Clock()
+    plain_per_pattern(data, n, "cpu", ready=clock.start)
+    return clock.stop()
+
+
+def compiled(data, n, K=16):
+    configs, model = group(K)
+    step = compiled_pattern_step(model, replica_losses([c.loss for c in configs]), configs[0].map_j)
+    params = [p.detach() for p in model.parameters()]
+    eps = [torch.full_like(p, 1e-4) for p in params]
+    x, y = inputs(data, n, K)
+    x_buf, y_buf = torch.zeros(1, K, 32, 32), torch.zeros(1, K, dtype=torch.long)
+    step([p.clone() for p in params], [torch.zeros_like(p) for p in params], x_buf, y_buf)  # compile
+    clock = Clock()
+    clock.start()
+    for t in range(n):
+        x_buf.copy_(x[t:t + 1])
+        y_buf.copy_(y[t:t + 1])
+        step(params, eps, x_buf, y_buf)
+    return clock.stop()
+
+
+def kernel_case(data, n, K, chunked=True, chunk=2000):
+    configs, model = group(K)
+    g = kernel.group_of(model, configs)
+    g.set_steps({name: torch.full_like(p, 1e-4) for name, p in kernel.stacked_params(model).items()})
+    x, y = inputs(data, n, K)
+    g.steps(x[:5], y[:5])  # warm: pages touched, library loaded
+    clock = Clock()
+    clock.start()
+    if chunked:
+        for s in range(0, n, chunk):
+            g.steps(x[s:s + chunk], y[s:s + chunk])
+    else:
+        for t in range(n):
+            g.step(x[t], y[t])
+    return clock.stop()
+
+
+def stages(data, n, K=8, repeats=5):
+    """CPU time per step of each stage for one block of 8 replicas: the least of `repeats` runs
+    over n patterns (the least is the one least disturbed by other processes)."""
+    configs, model = group(K)
+    g = kernel.group_of(model, configs, profile=True)
+    g.set_steps({name: torch.full_like(p, 1e-4) for name, p in kernel.stacked_params(model).items()})
+    x, y = inputs(data, n, K)
+    g.steps(x[:5], y[:5])
+    g.stage_times()
+    best = None
+    for _ in range(repeats):
+        clock = Clock()
+        clock.start()
+        g.steps(x, y)
+        times = {"whole step": clock.stop().cpu, **g.stage_times()}
+        best = times if best is None else {s: min(best[s], t) for s, t in times.items()}
+    click.echo(f"CPU time per step of {K} replicas (least of {repeats} runs of {n} patterns):")
+    for s, t in best.items():
+        click.echo(f"  {s:<26} {t / n * 1e6:7.1f} us")
+
+
+@click.command()
+@click.option("--patterns", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Patterns per replica in each case.")
+@click.option("--replicas", default="8,16,24,32", show_default=True, help="Kernel group sizes K.")
+@click.option("--skip-compiled", is_flag=True, help="Leave out the torch.compile case (slow to compile).")
+@click.option("--profile", is_flag=True, help="Only the kernel's CPU time per stage (a -DLK_PROFILE build), K = 8.")
+@data_dir_option
+@one_line_errors
+def main(patterns, replicas, skip_compiled, profile, data_dir):
+    """Measure pattern-updates/s of the plain loop, the compiled torch group and the C kernel."""
+    torch.set_num_threads(1)
+    if not kernel.available():
+        raise click.ClickException(f"the kernel is not available here: {kernel.reason()}")
+    data = load_mnist(data_dir, download=False)
+    n = patterns
+    if profile:
+        stages(data, n)
+        return
+    rows = []
+
+    def add(case, K, clock):
+        rows.append((case, K, n * K / clock.wall, n * K / clock.cpu))
+        case_, K_, wall, cpu = rows[-1]
+        click.echo(f"  {case_:<28} K={K_:>2}: {wall:8.0f} /s wall  {cpu:8.0f} /s cpu", err=True)
+
+    add("plain per-pattern loop", 1, plain(data, n))
+    if not skip_compiled:
+        add("compiled torch group", 16, compiled(data, n))
+    for K in (int(k) for k in replicas.split(",")):
+        add("kernel, steps (chunks)", K, kernel_case(data, n, K, chunked=True))
+        add("kernel, step (one pattern)", K, kernel_case(data, n, K, chunked=False))
+
+    _, _, ref_wall, ref_cpu = rows[0]
+    click.echo(f"\n{n} patterns per replica and case; one torch thread; "
+               f"pattern-updates/s = patterns x replicas / s; wall and process-CPU time.")
+    click.echo(f"| case | K | updates/s (wall) | x plain | updates/s (cpu) | x plain | GFLOP/s (cpu) |")
+    click.echo(f"|---|---:|---:|---:|---:|---:|---:|")
+    for case, K, wall, cpu in rows:
+        click.echo(f"| {case} | {K} | {wall:.0f} | {wall / ref_wall:.1f} | {cpu:.0f} | {cpu / ref_cpu:.1f} | "
+                   f"{cpu * FLOP_PER_PATTERN / 1e9:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

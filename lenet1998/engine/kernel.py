@@ -1,0 +1,320 @@
+"""A compiled C kernel for one per-pattern training step of a lockstep group of K replicas.
+
+The C source (kernel.c beside this file) runs the group as blocks of 8 replicas, one SIMD lane
+each, with the replica index innermost in every array (x[c][i][j][k], w[o][c][u][v][k]), the
+last block padded with dummy lanes. It is compiled at first use with the system C compiler
+into a cache folder ($LENET1998_CACHE, default ~/.cache/lenet1998; the file name carries a hash
+of source, flags and compiler, and is written atomically), and loaded with ctypes: no new
+Python dependency. `available()` is False (and `reason()` says why) without a compiler or when
+the build fails: callers then keep the torch engines.
+
+Same arithmetic as the torch engine (lenet1998/engine/replicas.py): forward, RBF penalties, the MAP/MLE
+criterion of each replica, backward, and w -= eps * g of every parameter, in float32; other
+rounding (summation order, a float tanh of a few ulp, fused multiply-adds).
+
+    if kernel.available():
+        group = KernelGroup(K, squashing, c3_masks, subsampling_scale, map_weight, j, centres)
+        group.load(stacked_params(model)); group.set_steps(stacked_like(model, eps))
+        penalties, loss = group.step(x, y)     # x (K, 32, 32), y (K,)
+        penalties, loss = group.steps(xs, ys)  # T steps at once: xs (T, K, 32, 32), ys (T, K)
+
+Parameters cross the boundary in the "stacked" layout: the one-network shapes with a
+leading K (see STACKED_SHAPES); `stacked_params` / `load_stacked` convert a group model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent / "kernel.c"
+BLOCK = 8  # replicas per block of SIMD lanes (one 256-bit register of floats); K runs as ceil(K / 8) blocks
+# No -ffast-math: the kernel needs no reassociation (every inner loop runs across replicas);
+# -fno-trapping-math lets gcc if-convert (and so vectorise) the selects of the squashing.
+FLAGS = ("-O3", "-march=native", "-std=c11", "-ffp-contract=fast", "-fno-trapping-math",
+         "-fno-math-errno", "-fPIC", "-shared")
+
+# The stacked layout (leading K omitted), in the order of the kernel's parameter ids.
+STACKED_SHAPES = {
+    "C1.weight": (6, 1, 5, 5), "C1.bias": (6,), "S2.coef": (6,), "S2.bias": (6,),
+    "C3.weight": (16, 6, 5, 5), "C3.bias": (16,), "S4.coef": (16,), "S4.bias": (16,),
+    "C5.weight": (120, 16, 5, 5), "C5.bias": (120,), "F6.weight": (84, 120), "F6.bias": (84,),
+}
+NAMES = list(STACKED_SHAPES)
+SQUASHING = {"scaled_tanh": (1.7159, 2.0 / 3.0, 0.0), "tanh": (1.0, 1.0, 0.0), "relu": (1.0, 1.0, 1.0)}
+
+# The stages of kernel.c's -DLK_PROFILE build (KernelGroup(..., profile=True).stage_times()).
+PROFILE_STAGES = ("C1 forward", "C1 squashing", "S2 forward", "C3 forward", "C3 squashing, S4 forward",
+                  "C5 forward", "F6, RBF forward", "loss, RBF backward", "F6 backward+update",
+                  "C5 backward+update", "S4 backward+update", "C3 backward+update", "S2 backward+update",
+                  "C1 backward+update")
+
+_libs: dict = {}
+_failure: str | None = None
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LENET1998_CACHE") or Path.home() / ".cache" / "lenet1998")
+
+
+def _machine() -> str:
+    """What -march=native depends on: a cache shared by several machines keeps one build each."""
+    text = platform.machine() + platform.processor()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        text += "".join(l for l in lines if l.startswith(("model name", "flags", "Features")))[:4000]
+    except OSError:
+        pass
+    return text
+
+
+def _build(extra=()) -> Path:
+    """Compile kernel.c (cached by source, flags, compiler and machine); without -march=native
+    if the compiler refuses it. extra: more flags (-DLK_PROFILE)."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (cc, gcc, clang or $CC)")
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    errors = []
+    for flags in (list(FLAGS) + list(extra), [f for f in FLAGS if f != "-march=native"] + list(extra)):
+        key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, cc, version, _machine()]).encode()).hexdigest()[:16]
+        folder = _cache_dir()
+        target = folder / f"lenet1998_kernel_{key}.so"
+        if target.exists():
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)  # same folder: os.replace is atomic
+        os.close(fd)
+        try:
+            run = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+            if run.returncode == 0:
+                os.replace(tmp, target)  # two processes building at once: the last one wins, whole
+                return target
+            errors.append(f"{cc} {' '.join(flags)}: {run.stderr.strip()[-1000:]}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError("the build failed: " + " | ".join(errors))
+
+
+def _lib(extra=()):
+    key = "lib" + "".join(extra)
+    if key not in _libs:
+        lib = ctypes.CDLL(str(_build(extra)))
+        P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+        lib.lk_create.restype = P
+        lib.lk_create.argtypes = [I, P, P, P, P, P, F, P, P]
+        lib.lk_free.argtypes = [P]
+        lib.lk_load.argtypes = [P, I, I, P]
+        lib.lk_export.argtypes = [P, I, I, P]
+        lib.lk_step.argtypes = [P, P, P, P, P]
+        lib.lk_steps.argtypes = [P, P, P, P, P, I]
+        lib.lk_forward.argtypes = [P, P, I, P]
+        lib.lk_kp.restype = I
+        if lib.lk_kp() != BLOCK:
+            raise RuntimeError(f"kernel built for blocks of {lib.lk_kp()} lanes, expected {BLOCK}")
+        lib.lk_profile.argtypes = [P]
+        _libs[key] = lib
+    return _libs[key]
+
+
+def available() -> bool:
+    """True if the kernel compiles and loads here; else False. `reason()` says why not."""
+    global _failure
+    if _failure is None:
+        try:
+            _lib()
+            _failure = ""
+        except Exception as e:  # no compiler, a failed build, a library that does not load
+            _failure = f"{type(e).__name__}: {e}"
+    return not _failure
+
+
+def reason() -> str:
+    """Why `available()` is False ('' when it is True)."""
+    available()
+    return _failure or ""
+
+
+def _f32(t) -> torch.Tensor:
+    """Contiguous float32 on the CPU: what the kernel's pointers may point at."""
+    return torch.as_tensor(t).detach().to("cpu", torch.float32).contiguous()
+
+
+def _labels(y) -> torch.Tensor:
+    y = torch.as_tensor(y).to("cpu", torch.int64).contiguous()
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) > 9):
+        raise ValueError("labels must be in 0..9")
+    return y
+
+
+class KernelGroup:
+    """K replicas trained one pattern each per step by the compiled kernel.
+
+    squashing: one of "scaled_tanh", "tanh", "relu" per replica; c3_masks (K, 16, 6) 0/1;
+    subsampling_scale: 0.25 (trainable_average) or 1.0 (trainable_sum) per replica;
+    map_weight: 1 (MAP, Eq. 9) or 0 (MLE, Eq. 8) per replica; j: Eq. (9)'s constant;
+    centres: (10, 84) RBF centres. profile: use a build that times each stage (`stage_times`).
+    """
+
+    def __init__(self, K, squashing, c3_masks, subsampling_scale, map_weight, j, centres, profile=False):
+        if not available():
+            raise RuntimeError(f"the compiled kernel is not available: {reason()}")
+        self.K = int(K)
+        if not (len(squashing) == len(subsampling_scale) == len(map_weight) == self.K):
+            raise ValueError(f"need one squashing, subsampling scale and map weight per replica (K={K})")
+        self._lib = _lib(("-DLK_PROFILE",) if profile else ())
+        A, S, relu = (_f32([SQUASHING[s][i] for s in squashing]) for i in range(3))
+        scale, mapw = _f32(subsampling_scale), _f32(map_weight)
+        mask = _f32(c3_masks)
+        if mask.shape != (self.K, 16, 6):
+            raise ValueError(f"c3_masks must be (K, 16, 6), got {tuple(mask.shape)}")
+        centres = _f32(centres)
+        if centres.shape != (10, 84):
+            raise ValueError(f"centres must be (10, 84), got {tuple(centres.shape)}")
+        self._handle = self._lib.lk_create(self.K, A.data_ptr(), S.data_ptr(), relu.data_ptr(), scale.data_ptr(),
+                                           mapw.data_ptr(), float(j), mask.data_ptr(), centres.data_ptr())
+        if not self._handle:
+            raise MemoryError("lk_create failed")
+        self._free = self._lib.lk_free
+        self.c3_masks = mask
+
+    def __del__(self):
+        handle = getattr(self, "_handle", None)
+        if handle:
+            self._free(handle)
+            self._handle = None
+
+    def _put(self, which: int, tensors: dict):
+        for i, name in enumerate(NAMES):
+            t = _f32(tensors[name])
+            if t.shape != (self.K, *STACKED_SHAPES[name]):
+                raise ValueError(f"{name}: expected {(self.K, *STACKED_SHAPES[name])}, got {tuple(t.shape)}")
+            if name == "C3.weight" and which == 0:
+                t = t * self.c3_masks[:, :, :, None, None]  # absent connections are exactly 0
+            self._lib.lk_load(self._handle, which, i, t.data_ptr())
+
+    def load(self, params: dict):
+        """Parameters in the stacked layout {name: (K, *shape)}."""
+        self._put(0, params)
+
+    def set_steps(self, eps: dict):
+        """Per-parameter, per-replica steps in the stacked layout, fixed until the next call."""
+        self._put(1, eps)
+
+    def _get(self, which: int) -> dict:
+        out = {}
+        for i, name in enumerate(NAMES):
+            t = torch.empty((self.K, *STACKED_SHAPES[name]), dtype=torch.float32)
+            self._lib.lk_export(self._handle, which, i, t.data_ptr())
+            out[name] = t
+        return out
+
+    def stage_times(self) -> dict:
+        """{stage: CPU seconds} spent in each stage since the last call, summed over every
+        group of the profiling build (its counters are per process)."""
+        out = (ctypes.c_double * 16)()
+        if not self._lib.lk_profile(out):
+            raise RuntimeError("stage_times needs KernelGroup(..., profile=True)")
+        return dict(zip(PROFILE_STAGES, out))
+
+    def export(self) -> dict:
+        """The parameters in the stacked layout (copies)."""
+        return self._get(0)
+
+    def export_steps(self) -> dict:
+        """The steps in the stacked layout (copies)."""
+        return self._get(1)
+
+    def _input(self, x) -> torch.Tensor:
+        return x if x.dtype == torch.float32 and x.is_contiguous() and x.device.type == "cpu" else _f32(x)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor):
+        """x (K, 32, 32) float32, y (K,) int64 -> (penalties (K, 10), loss (K,)) of the forward
+        pass before the update; then every parameter is updated, w -= eps * g."""
+        x = self._input(x)
+        if x.shape != (self.K, 32, 32):
+            raise ValueError(f"x must be (K, 32, 32), got {tuple(x.shape)}")
+        y = _labels(y)
+        if y.shape != (self.K,):
+            raise ValueError(f"y must be (K,), got {tuple(y.shape)}")
+        pen = torch.empty(self.K, 10)
+        loss = torch.empty(self.K)
+        self._lib.lk_step(self._handle, x.data_ptr(), y.data_ptr(), pen.data_ptr(), loss.data_ptr())
+        return pen, loss
+
+    def steps(self, x: torch.Tensor, y: torch.Tensor):
+        """T consecutive steps: x (T, K, 32, 32), y (T, K) -> penalties (T, K, 10), loss (T, K).
+        The same updates as T calls of `step` (replica k sees x[t, k] at step t), faster for K > 8:
+        each block of 8 replicas runs all T steps while its weights are in cache."""
+        x = self._input(x)
+        if x.dim() != 4 or x.shape[1:] != (self.K, 32, 32):
+            raise ValueError(f"x must be (T, K, 32, 32), got {tuple(x.shape)}")
+        T = x.shape[0]
+        y = _labels(y)
+        if y.shape != (T, self.K):
+            raise ValueError(f"y must be (T, K) = {(T, self.K)}, got {tuple(y.shape)}")
+        pen = torch.empty(T, self.K, 10)
+        loss = torch.empty(T, self.K)
+        self._lib.lk_steps(self._handle, x.data_ptr(), y.data_ptr(), pen.data_ptr(), loss.data_ptr(), T)
+        return pen, loss
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Penalties without an update: x (N, K, 32, 32) (or (K, 32, 32)) -> (N, K, 10) (or (K, 10))."""
+        single = x.dim() == 3
+        x = self._input(x.unsqueeze(0) if single else x)
+        if x.shape[1:] != (self.K, 32, 32):
+            raise ValueError(f"x must be (N, K, 32, 32), got {tuple(x.shape)}")
+        pen = torch.empty(x.shape[0], self.K, 10)
+        self._lib.lk_forward(self._handle, x.data_ptr(), x.shape[0], pen.data_ptr())
+        return pen[0] if single else pen
+
+
+# ------------------------------------------------------------------------------------------
+# A group of configs
+
+
+def unsupported(configs, device="cpu") -> str:
+    """Why the kernel cannot train this group ('' if it can): it covers per-pattern SDLM/SGD
+    on the CPU with the RBF output, the MAP or MLE criterion and trainable S2/S4."""
+    if str(device) != "cpu":
+        return f"the kernel runs on the CPU, not {device}"
+    for c in configs:
+        if c.output != "rbf" or c.loss not in ("map", "mle"):
+            return "the kernel covers the RBF output with the MAP or MLE criterion only"
+        if c.subsampling not in ("trainable_average", "trainable_sum"):
+            return "the kernel covers trainable S2/S4 (average or sum) only"
+        if c.optimizer not in ("sdlm", "sgd") or c.batch_size != 1:
+            return "the kernel covers per-pattern SDLM and SGD only"
+    if not available():
+        return f"the kernel is not available here: {reason()}"
+    return ""
+
+
+def for_configs(configs, profile=False) -> KernelGroup:
+    """A KernelGroup whose replica k follows configs[k] (steps zero until set_steps)."""
+    from ..layers import C3_TABLES, SUBSAMPLING, load_bitmaps
+
+    why = unsupported(configs)
+    if why:
+        raise ValueError(why)
+    full = [[1] * 16 for _ in range(6)]
+    masks = torch.stack([torch.tensor(C3_TABLES[c.c3_table] or full, dtype=torch.float32).t() for c in configs])  # (K, 16, 6)
+    return KernelGroup(len(configs), [c.squashing for c in configs], masks,
+                       [SUBSAMPLING[c.subsampling](1).scale for c in configs],
+                       [1.0 if c.loss == "map" else 0.0 for c in configs], configs[0].map_j, load_bitmaps(), profile=profile)
