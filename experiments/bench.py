@@ -4,20 +4,23 @@
     python -m experiments.bench --patterns 500  # a quick look
 
 Cases, each on the same machine in the same run, one torch thread unless said:
-  (a) reference: a plain per-pattern loop (model, loss, backward, per-parameter SDLM step),
-      on one torch thread and on torch's default thread count; the faster is the reference;
+  (a) reference: a plain per-pattern loop (model, loss, backward, per-parameter SDLM step)
+      over version 0.1's one-replica network, pinned as the denominator of every ratio, on one
+      torch thread and on torch's default thread count (the faster is the reference); and the
+      same loop over model.py's readable LeNet5, the reference trainer's network, beside it;
   (b) `fit` with K = 1, 3, 8, 16, 32, 64 replicas, each replica updated after every pattern,
-      with the eager and the compiled engine;
+      with the eager, the compiled and (where it builds) the C kernel path;
   (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop;
   (d) both cores: two processes side by side (what `ablate --jobs 2` does), each training
-      its own K replicas with the compiled engine; then both running the grid's largest
+      its own K replicas with the fastest path; then both running the grid's largest
       lockstep group (6 variants of the paper's layer shapes x 3 seeds, each replica with its
       own init, coding, criterion, step rule, S2/S4 reading and distortion pool); and, for
       comparison, two plain loops side by side. Timed from a common start (a barrier after a warm-up chunk) to the last
       process's end, so the total counts only time when both share the machine.
 Per case it reports patterns per second per replica and in total, and the ratio of the total
 to the reference of its kind. Writes results/bench.csv and results/bench.md, with an estimate
-of the wall time of the default ablation grid. On CUDA, where present, cases (a)-(c) run there too.
+of the wall time of the default ablation grid. `--device cuda` (default where present) runs
+cases (a)-(c) there too, recorded beside the CPU rows.
 """
 
 from __future__ import annotations
@@ -183,10 +186,13 @@ def plain_minibatch(data_dir, patterns, batch, device):
 @click.option("--side-by-side", "side_counts", type=click.IntRange(min=1), multiple=True, default=(3, 16, 32),
               show_default=True, help="K per process in the two-process case (d); repeatable.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--device", "devices", type=click.Choice(["cpu", "cuda"]), multiple=True, default=None,
+              help="Devices to measure (repeatable; default: cpu, and cuda where present). CUDA rows are "
+                   "recorded beside the CPU ones.")
 @click.option("--render-only", is_flag=True, help="Measure nothing: rewrite bench.md from the bench.csv in --out.")
 @data_dir_option
 @one_line_errors
-def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_only, data_dir):
+def main(patterns, replica_counts, minibatch_patterns, side_counts, out, devices, render_only, data_dir):
     """Measure training throughput and write bench.csv / bench.md."""
     out = check_writable(out)
     if render_only:
@@ -198,8 +204,10 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
         atomic_write_text(Path(out) / "bench.md", render(pd.read_csv(path), int(measured[1]) if measured else patterns))
         click.echo(f"wrote {Path(out) / 'bench.md'}")
         return
+    if "cuda" in (devices or ()) and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda: no CUDA device here")
     data = load_mnist(data_dir)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = list(devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     rows = []
 
     def add(device, case, kind, replicas, n, seconds, processes=1):
@@ -221,7 +229,7 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
         slower_threads = default_threads if faster == plain_1 else 1
         add(device, f"plain per-pattern loop, {slower_threads} torch thread(s)", "per_pattern", 1, patterns,
             max(plain_1, plain_default))
-        add(device, "plain per-pattern loop over the reference LeNet5 (model.py)", "per_pattern", 1, patterns,
+        add(device, "plain per-pattern loop over model.py's LeNet5 (F.conv2d)", "per_pattern", 1, patterns,
             plain_per_pattern(data, patterns, device, network="reference"))
         kinds = ["eager", "compiled"] + (["kernel"] if device == "cpu" and fastest() == "kernel" else [])
         for kind in kinds:
@@ -234,6 +242,8 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
         for k in (1, 3):
             add(device, "fit, Adam b=64, in-memory tensors", "minibatch", k, mb,
                 engine(data, mb, k, device, optimizer="adam", output="linear", loss="cross_entropy", batch_size=64))
+    if "cpu" not in devices:
+        return write(table_of(rows), out, patterns)
     # (d) both cores, two processes of one torch thread each; `fit` times after a warm-up chunk
     side_patterns = patterns + CHUNK
     total, seconds = side_by_side("plain", data_dir, patterns, 1)
@@ -244,9 +254,17 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, render_
     name, group = grid_group()
     total, seconds = side_by_side("grid", data_dir, side_patterns, len(group))
     add("cpu", f"{GRID_CASE}: {name}", "per_pattern", len(group), total / (2 * len(group)), seconds, processes=2)
+    write(table_of(rows), out, patterns)
+
+
+def table_of(rows) -> pd.DataFrame:
     table = pd.DataFrame(rows)
-    reference = table[table.case.str.contains("reference")].set_index(["device", "kind"]).patterns_per_s_total
+    reference = table[table.case.str.endswith("(reference)")].set_index(["device", "kind"]).patterns_per_s_total
     table["ratio_to_reference"] = [r.patterns_per_s_total / reference[(r.device, r.kind)] for r in table.itertuples()]
+    return table
+
+
+def write(table, out, patterns):
     atomic_write_text(Path(out) / "bench.csv", table.to_csv(index=False))  # full precision: bench.md renders from it
     atomic_write_text(Path(out) / "bench.md", render(table, patterns))
     click.echo(f"wrote {Path(out) / 'bench.csv'} and {Path(out) / 'bench.md'}")
