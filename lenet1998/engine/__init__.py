@@ -128,12 +128,14 @@ def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progr
         wrong, loss_sum = train_pass(group, sets, nets[0].predict, pass_number, n, results, on_progress)
         train_time = elapsed()
         unstack(group.export(), nets)
+        test_errors = error_rates(group, nets, configs, {cd: x for cd, (x, _) in tests.items()}, tests[c0.input_coding][1])
+        if pass_number == c0.epochs:
+            train_errors = error_rates(group, nets, configs, images, sets[0].labels)
         for k, (net, c, r) in enumerate(zip(nets, configs, results)):
             times = {"wall_time_s": None, "train_time_s": train_time, "hessian_time_s": hessian_time}
-            test_error = evaluate(net, *tests[c.input_coding])
-            r.history.append(pass_record(c, pass_number, float(wrong[k]), float(loss_sum[k]), test_error, times, rules[k].ranges()))
+            r.history.append(pass_record(c, pass_number, float(wrong[k]), float(loss_sum[k]), test_errors[k], times, rules[k].ranges()))
             if pass_number == c.epochs:
-                r.history[-1]["train_error_final"] = evaluate(net, sets[k].images, sets[k].labels)
+                r.history[-1]["train_error_final"] = train_errors[k]
             r.state = net.state()
         for r in results:
             r.history[-1]["wall_time_s"] = elapsed()
@@ -142,6 +144,23 @@ def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progr
         if all(r.failed for r in results):
             break
     return results
+
+
+EVAL_CHUNK = 500  # patterns per replica in one call of the kernel's forward
+
+
+@torch.no_grad()
+def error_rates(group, nets, configs, coded: dict, labels) -> list:
+    """Error rate (%) of each run on the images coded its way ({coding: (N, 32, 32)}): all runs
+    at once through the group's forward where it has one (the C kernel: the same network in
+    float32, tests/test_kernel.py), else each run's own network (lenet1998.train.evaluate)."""
+    if not hasattr(group, "forward"):
+        return [evaluate(net, coded[c.input_coding], labels) for net, c in zip(nets, configs)]
+    wrong = torch.zeros(len(configs), dtype=torch.float64)
+    for s in range(0, len(labels), EVAL_CHUNK):
+        x = torch.stack([coded[c.input_coding][s:s + EVAL_CHUNK] for c in configs], 1)  # (B, K, 32, 32)
+        wrong += (nets[0].predict(group.forward(x)) != labels[s:s + EVAL_CHUNK, None]).sum(0)
+    return (100.0 * wrong / len(labels)).tolist()
 
 
 def train_pass(group, sets, predict, pass_number, n, results, on_progress):
