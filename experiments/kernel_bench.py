@@ -16,11 +16,13 @@ it is not), the ratio to the plain loop in the same measure, and the GFLOP/s thi
 ~1.7 MFLOP per pattern and replica (forward and backward, perf/NOTES.md). Not a test.
 
     python -m experiments.kernel_bench --profile        # CPU time per stage of the kernel, K = 8
+    python -m experiments.kernel_bench --out results/kernel_bench.md   # also write the table
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 import torch
@@ -28,9 +30,9 @@ import torch
 from lenet1998.config import LeNetConfig
 from lenet1998.data import encode, load_mnist
 from lenet1998.engine import kernel
-from lenet1998.loss import replica_losses
+from lenet1998.engine.replicas import TorchGroup, stack
 from lenet1998.model import LeNet5
-from lenet1998.train import compiled_pattern_step
+from lenet1998.results import atomic_write_text, cpu_model
 
 from .bench import plain_per_pattern
 from .common import data_dir_option, one_line_errors
@@ -50,9 +52,9 @@ class Clock:
 
 
 def group(K):
+    """K paper configs and their initial parameters in the stacked layout."""
     configs = [LeNetConfig(seed=s) for s in range(K)]
-    model = LeNet5(configs[0], replicas=K, configs=configs).initialize(list(range(K)), configs)
-    return configs, model
+    return configs, stack([LeNet5(c).initialize() for c in configs])
 
 
 def inputs(data, n, K):
@@ -70,26 +72,24 @@ def plain(data, n):
 
 
 def compiled(data, n, K=16):
-    configs, model = group(K)
-    step = compiled_pattern_step(model, replica_losses([c.loss for c in configs]), configs[0].map_j)
-    params = [p.detach() for p in model.parameters()]
-    eps = [torch.full_like(p, 1e-4) for p in params]
+    configs, params = group(K)
+    g = TorchGroup(configs, compiled=True)
+    g.load(params)
     x, y = inputs(data, n, K)
-    x_buf, y_buf = torch.zeros(1, K, 32, 32), torch.zeros(1, K, dtype=torch.long)
-    step([p.clone() for p in params], [torch.zeros_like(p) for p in params], x_buf, y_buf)  # compile
+    g.step(x[0], y[0])  # compile (steps are zero)
+    g.set_steps({name: torch.full_like(p, 1e-4) for name, p in params.items()})
     clock = Clock()
     clock.start()
     for t in range(n):
-        x_buf.copy_(x[t:t + 1])
-        y_buf.copy_(y[t:t + 1])
-        step(params, eps, x_buf, y_buf)
+        g.step(x[t], y[t])
     return clock.stop()
 
 
 def kernel_case(data, n, K, chunked=True, chunk=2000):
-    configs, model = group(K)
-    g = kernel.group_of(model, configs)
-    g.set_steps({name: torch.full_like(p, 1e-4) for name, p in kernel.stacked_params(model).items()})
+    configs, params = group(K)
+    g = kernel.for_configs(configs)
+    g.load(params)
+    g.set_steps({name: torch.full_like(p, 1e-4) for name, p in params.items()})
     x, y = inputs(data, n, K)
     g.steps(x[:5], y[:5])  # warm: pages touched, library loaded
     clock = Clock()
@@ -106,9 +106,10 @@ def kernel_case(data, n, K, chunked=True, chunk=2000):
 def stages(data, n, K=8, repeats=5):
     """CPU time per step of each stage for one block of 8 replicas: the least of `repeats` runs
     over n patterns (the least is the one least disturbed by other processes)."""
-    configs, model = group(K)
-    g = kernel.group_of(model, configs, profile=True)
-    g.set_steps({name: torch.full_like(p, 1e-4) for name, p in kernel.stacked_params(model).items()})
+    configs, params = group(K)
+    g = kernel.for_configs(configs, profile=True)
+    g.load(params)
+    g.set_steps({name: torch.full_like(p, 1e-4) for name, p in params.items()})
     x, y = inputs(data, n, K)
     g.steps(x[:5], y[:5])
     g.stage_times()
@@ -130,9 +131,10 @@ def stages(data, n, K=8, repeats=5):
 @click.option("--replicas", default="8,16,24,32", show_default=True, help="Kernel group sizes K.")
 @click.option("--skip-compiled", is_flag=True, help="Leave out the torch.compile case (slow to compile).")
 @click.option("--profile", is_flag=True, help="Only the kernel's CPU time per stage (a -DLK_PROFILE build), K = 8.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the table (markdown) here.")
 @data_dir_option
 @one_line_errors
-def main(patterns, replicas, skip_compiled, profile, data_dir):
+def main(patterns, replicas, skip_compiled, profile, out, data_dir):
     """Measure pattern-updates/s of the plain loop, the compiled torch group and the C kernel."""
     torch.set_num_threads(1)
     if not kernel.available():
@@ -157,13 +159,23 @@ def main(patterns, replicas, skip_compiled, profile, data_dir):
         add("kernel, step (one pattern)", K, kernel_case(data, n, K, chunked=False))
 
     _, _, ref_wall, ref_cpu = rows[0]
-    click.echo(f"\n{n} patterns per replica and case; one torch thread; "
-               f"pattern-updates/s = patterns x replicas / s; wall and process-CPU time.")
-    click.echo(f"| case | K | updates/s (wall) | x plain | updates/s (cpu) | x plain | GFLOP/s (cpu) |")
-    click.echo(f"|---|---:|---:|---:|---:|---:|---:|")
+    lines = [f"{n} patterns per replica and case on one torch thread ({cpu_model()}); pattern-updates/s = "
+             f"patterns x replicas / s, in wall-clock and process-CPU time; ratios to the plain loop in the "
+             f"same measure; GFLOP/s at {FLOP_PER_PATTERN / 1e6:.1f} MFLOP per pattern and replica. Where "
+             f"the machine is shared with other jobs, wall and CPU time part and CPU time is the fairer "
+             f"measure of one core.",
+             "", "| case | K | updates/s (wall) | x plain | updates/s (cpu) | x plain | GFLOP/s (cpu) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for case, K, wall, cpu in rows:
-        click.echo(f"| {case} | {K} | {wall:.0f} | {wall / ref_wall:.1f} | {cpu:.0f} | {cpu / ref_cpu:.1f} | "
-                   f"{cpu * FLOP_PER_PATTERN / 1e9:.1f} |")
+        lines.append(f"| {case} | {K} | {wall:.0f} | {wall / ref_wall:.1f} | {cpu:.0f} | {cpu / ref_cpu:.1f} | "
+                     f"{cpu * FLOP_PER_PATTERN / 1e9:.1f} |")
+    click.echo("\n" + "\n".join(lines))
+    if out:
+        command = f"python -m experiments.kernel_bench --patterns {n} --replicas {replicas}" + (
+            " --skip-compiled" if skip_compiled else "")
+        atomic_write_text(Path(out), f"# The compiled kernel against the torch engines\n\n`{command}`\n\n"
+                          + "\n".join(lines) + "\n")
+        click.echo(f"wrote {out}", err=True)
 
 
 if __name__ == "__main__":

@@ -53,8 +53,6 @@ int lk_profile(double *out) {
 enum { C1W, C1B, S2C, S2B, C3W, C3B, S4C, S4B, C5W, C5B, F6W, F6B, NPARAM };
 static const int PSIZE[NPARAM] = {150, 6, 6, 6, 2400, 16, 16, 16, 48000, 120, 10080, 84};
 
-typedef float lane_t[KP];
-
 typedef struct {
     int K;
     float *p[NPARAM], *e[NPARAM];          /* parameters and their steps, (N, KP) */
@@ -238,12 +236,14 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 
 /* out[i][j] (+)= sum_uv w'[u][v] x[i+u][j+v] for a valid 5x5 window, w' = w or w rotated by 180
  * degrees (flip: the input gradient as a convolution of the zero-padded output gradient).
- * Only input rows in [rlo, rhi) are read (the others are known zeros). J outputs of a row at a
- * time (ow % J == 0): 5 weights and J accumulators in registers, one load per input value. */
+ * Only input rows in [rlo, rhi) and columns in [clo, chi) are read (the others are known zeros:
+ * with ow == 2 J the column tests fold away). J outputs of a row at a time (ow % J == 0): 5
+ * weights and J accumulators in registers, one load per input value. */
 AI void conv5(const float *restrict x, int W, const float *restrict w, float *restrict out, int oh, int ow,
-              const int J, const int flip, const int acc_in, int rlo, int rhi) {
+              const int J, const int flip, const int acc_in, int rlo, int rhi, const int clo, const int chi) {
     for (int i = 0; i < oh; i++) {
         int ulo = rlo - i > 0 ? rlo - i : 0, uhi = rhi - i < 5 ? rhi - i : 5;
+#pragma GCC unroll 2
         for (int j = 0; j < ow; j += J) {
             float *restrict o = out + (i * ow + j) * KP;
             v8 acc[JMAX];
@@ -256,6 +256,7 @@ AI void conv5(const float *restrict x, int W, const float *restrict w, float *re
                 const float *restrict xr = x + ((i + u) * W + j) * KP;
 #pragma GCC unroll 16
                 for (int t = 0; t < J + 4; t++) {
+                    if (j + t < clo || j + t >= chi) continue;
                     v8 xv = LD(xr + t * KP);
 #pragma GCC unroll 5
                     for (int v = 0; v < 5; v++) {
@@ -415,7 +416,7 @@ static void forward(lk_t *h) {
         float *out = h->x1 + o * 784 * KP;
         v8 b = LD(P[C1B] + o * KP);
         for (int n = 0; n < 784; n++) ST(out + n * KP, b);
-        conv5(h->x0, 32, P[C1W] + o * 25 * KP, out, 28, 28, J_C1F, 0, 1, 0, 32);
+        conv5(h->x0, 32, P[C1W] + o * 25 * KP, out, 28, 28, J_C1F, 0, 1, 0, 32, 0, 32);
     }
     TICK(0);
     squash(h, h->x1, h->d1, 4704);
@@ -431,7 +432,7 @@ static void forward(lk_t *h) {
         for (int n = 0; n < 100; n++) ST(out + n * KP, b);
         for (int t = 0; t < h->ncon[o]; t++) {
             int c = h->con[o][t];
-            conv5(h->x2 + c * 196 * KP, 14, P[C3W] + (o * 6 + c) * 25 * KP, out, 10, 10, J_C3F, 0, 1, 0, 14);
+            conv5(h->x2 + c * 196 * KP, 14, P[C3W] + (o * 6 + c) * 25 * KP, out, 10, 10, J_C3F, 0, 1, 0, 14, 0, 14);
         }
     }
     TICK(3);
@@ -504,7 +505,7 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
             float *w = P[C3W] + (o * 6 + c) * 25 * KP;
             const float *e = E[C3W] + (o * 6 + c) * 25 * KP;
             v8 mk = LD(h->mask3 + (o * 6 + c) * KP);
-            conv5(gp, 18, w, h->g2 + c * 196 * KP, 14, 14, J_C3X, 1, 1, 4, 14);
+            conv5(gp, 18, w, h->g2 + c * 196 * KP, 14, 14, J_C3X, 1, 1, 4, 14, 4, 14);
             wgrad5(h->x2 + c * 196 * KP, 14, g, 18, 10, 10, J_C3W, h->gw, t == 0 ? h->gw + 25 * KP : NULL);
             for (int n = 0; n < 25; n++) {
                 v8 old = LD(w + n * KP), nw = old - LD(e + n * KP) * LD(h->gw + n * KP);
