@@ -6,7 +6,10 @@ Each paper choice is one field whose value names the choice. Where the paper is 
 silent the default is our best reading, and REPRODUCING.md lists it under "Open questions":
 `subsampling` (sum or average, Sec. II-A vs II-B), `init` (2.4/F_i vs 2.4/sqrt(F_i)),
 `loss` (which criterion produced 0.95%), `map_j` (no value in the paper) and
-`sdlm_output_curvature` (the second derivative that seeds the h_kk recursion).
+`sdlm_output_curvature` (the second derivative that seeds the h_kk recursion). Two fields
+exist to measure readings beside ours: `distortion_scale` (the distortion ranges, which the
+paper does not give, scaled around their identity values) and `sdlm_subsampling_h` (the S2/S4
+coefficient's h_kk per connection, Eq. 23, or with its connections' cross terms kept).
 
 Deviation: `init` defaults to "paper_sqrt" (U(+-2.4/sqrt(F_i))) and `subsampling` to
 "trainable_average" (Sec. II-A). Read literally, U(+-2.4/F_i) leaves every SDLM step at the cap

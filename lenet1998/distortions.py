@@ -14,7 +14,8 @@ centred by its centre of mass in 28x28) inside the 32x32 input field: translatio
 pixels, scale 0.9-1.1, squeeze 0.92-1.087 and shear up to 0.2 stretch a 20-pixel digit to at
 most 20 x 1.1 / 0.92 = 23.9 rows (within 13.5 pixels of the centre with the shift) and about
 20 x 1.1 x 1.087 + 0.2 x 24 = 28.7 columns; the tests check every corner of this box on real
-digits. REPRODUCING.md lists the ranges as an open question.
+digits. REPRODUCING.md lists the ranges as an open question; LeNetConfig.distortion_scale
+scales every range around its identity value (0.5: half the half-width) to measure it.
 
 Patterns are distorted in [0, 1] ink units on the 32x32 field (background 0), then coded.
 Everything is a batched tensor operation (affine_grid + bilinear grid_sample).
