@@ -247,7 +247,7 @@ def distortion_examples(folder, data_dir, plt):
     """Distorted versions of a few training digits, as drawn for seed 0 (the paper's Fig. 7)."""
     from lenet1998.data import ink, load_mnist
     from lenet1998.distortions import distort, sample_parameters
-    from lenet1998.train import STREAM_DISTORTIONS, generator
+    from lenet1998.patterns import STREAM_DISTORTIONS, generator
 
     data = load_mnist(data_dir, download=False)
     digits = ink(data.train_images[:6])  # (6, 32, 32)
