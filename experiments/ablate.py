@@ -2,6 +2,7 @@
 
     python -m experiments.ablate --all                  # the grid: 3 seeds x 20 passes each
     python -m experiments.ablate --only paper --only mle --seeds 5
+    python -m experiments.ablate --family road --family add_one_in   # each family's own seed count
     python -m experiments.ablate --quick                # whole pipeline in minutes, into results/quick
     python -m experiments.ablate --list
 
@@ -11,7 +12,11 @@ variant's seeds in a group (`--lockstep variant`: one group per variant); `--job
 groups side by side. Every run has a folder named by the hash of its config under <out>/runs: finished runs
 are skipped, a killed command resumes where it stopped, a failed run (e.g. a diverging loss)
 is recorded with its reason and the others go on. At the end `experiments.report` rebuilds
-the tables and figures from the run folders.
+the tables and figures from the run folders (of today's single-factor grid).
+
+`--all` is today's single-factor grid (family "single", 3 seeds unless --seeds). `--family NAME`
+adds every variant of a family (experiments/variants.py) with that family's default seed count
+(FAMILY_SEEDS) unless --seeds is given. Variants with the same config share their runs.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from lenet1998.results import RunFolder, check_writable, train_group
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .report import build_report, repository_docs
-from .variants import VARIANTS, budget
+from .variants import FAMILY_SEEDS, GRID, VARIANTS, budget, family
 
 QUICK = {"epochs": 1, "train_size": 2000, "seeds": 2}
 
@@ -66,6 +71,9 @@ def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: 
          max_group: int = MAX_GROUP) -> list:
     """The lockstep groups that train the runs not yet done: [(group name, [(variant, config), ...])].
 
+    seeds: the seeds of every variant, or {variant: seeds}. A run whose config an earlier variant
+    of `names` already has is planned once, under that variant's name.
+
     lockstep "variant": one group per variant (its seeds). "architecture": the runs whose configs
     share a lockstep key (lenet1998.engine.lockstep_key) train together (e.g. the 11 variants of the paper's layer
     shapes: paper, full_c3, relu, tanh, mle, sgd, the inits, sum_subsampling, unit_input and
@@ -73,11 +81,14 @@ def plan(names, seeds: int, epochs: int, train_size: int, root: Path, lockstep: 
     variant's seeds kept together. Each replica still follows its own config
     (tests/test_mixed_groups.py). Largest groups first, so that `--jobs 2` starts them at once.
     """
-    by_key = {}
+    by_key, planned = {}, set()
     for name in names:
         config = budget(VARIANTS[name].config, epochs, train_size)
-        for seed in range(seeds):
+        for seed in range(seeds if isinstance(seeds, int) else seeds[name]):
             run = config.replace(seed=seed)
+            if run in planned:  # another variant of the same config (a road step, say): one run
+                continue
+            planned.add(run)
             if not RunFolder(root, run).done:
                 key = (lockstep_key(run) if handles(run) else name) if lockstep == "architecture" else name
                 by_key.setdefault(key, {}).setdefault(name, []).append((name, run))
@@ -109,6 +120,20 @@ def group_cost(runs) -> float:
     return sum(1.0 if config.batch_size == 1 else 0.7 for _, config in runs)
 
 
+def selection(run_all: bool, names, families, seeds, quick: bool):
+    """(variant names, seeds: an int or {name: seeds}) of a command line. --all: today's
+    single-factor grid (also --quick alone); --only and --family add to it. Seeds: --seeds for
+    every variant; else a --family's variants get FAMILY_SEEDS of their family and the others 3
+    (--quick: 2 for all)."""
+    chosen = list(GRID) if run_all or (quick and not names and not families) else []
+    selected = list(dict.fromkeys(chosen + list(names) + [n for f in families for n in family(f)]))
+    default = QUICK["seeds"] if quick else 3
+    if seeds is None and families and not quick:
+        from_family = {n: FAMILY_SEEDS[f] for f in families for n in family(f)}
+        return selected, {n: from_family.get(n, default) for n in selected}
+    return selected, seeds or default
+
+
 def validate_names(ctx, param, names):
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -119,8 +144,11 @@ def validate_names(ctx, param, names):
 @click.command()
 @click.option("--all", "run_all", is_flag=True, help="Run every variant.")
 @click.option("--only", "names", multiple=True, callback=validate_names, help="Run this variant (repeatable).")
-@click.option("--list", "list_only", is_flag=True, help="List the variants and exit.")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per variant (default 3).")
+@click.option("--family", "families", multiple=True, type=click.Choice(list(FAMILY_SEEDS)),
+              help="Run every variant of this family, with its default seed count unless --seeds (repeatable).")
+@click.option("--list", "list_only", is_flag=True, help="List the variants and their families, and exit.")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Seeds per variant (default 3; with --family, the family's own count).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes per run (default 20).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Groups trained side by side.")
 @click.option("--lockstep", type=click.Choice(["architecture", "variant"]), default="architecture", show_default=True,
@@ -132,16 +160,15 @@ def validate_names(ctx, param, names):
 @device_option
 @engine_option
 @one_line_errors
-def main(run_all, names, list_only, seeds, epochs, jobs, lockstep, out, quick, data_dir, device, engine):
+def main(run_all, names, families, list_only, seeds, epochs, jobs, lockstep, out, quick, data_dir, device, engine):
     """Train the ablation grid and rebuild results/ from the run folders."""
     if list_only:
         for v in VARIANTS.values():
-            click.echo(f"{v.name:16s} {v.what}")
+            click.echo(f"{v.name:30s} {v.family:14s} {v.what}")
         return
-    if not (run_all or names or quick):
-        raise click.UsageError("say which variants: --all, --only NAME, or --quick (or --list)")
-    selected = list(VARIANTS) if run_all or (quick and not names) else list(dict.fromkeys(names))
-    seeds = seeds or (QUICK["seeds"] if quick else 3)
+    if not (run_all or names or families or quick):
+        raise click.UsageError("say which variants: --all, --only NAME, --family NAME, or --quick (or --list)")
+    selected, seeds = selection(run_all, names, families, seeds, quick)
     epochs = epochs or (QUICK["epochs"] if quick else 20)
     train_size = QUICK["train_size"] if quick else 60000
     out = Path(out or ("results/quick" if quick else "results"))
@@ -151,7 +178,10 @@ def main(run_all, names, list_only, seeds, epochs, jobs, lockstep, out, quick, d
 
     groups = plan(selected, seeds, epochs, train_size, root, lockstep)
     todo = sum(len(runs) for _, runs in groups)
-    click.echo(f"{len(selected)} variants x {seeds} seeds x {epochs} passes: {len(selected) * seeds - todo} runs "
+    counts = {n: seeds if isinstance(seeds, int) else seeds[n] for n in selected}
+    distinct = len({budget(VARIANTS[n].config, epochs, train_size).replace(seed=s) for n in selected for s in range(counts[n])})
+    per = f"{seeds} seeds" if isinstance(seeds, int) else f"{min(counts.values())}-{max(counts.values())} seeds"
+    click.echo(f"{len(selected)} variants x {per} x {epochs} passes: {distinct} distinct runs, {distinct - todo} "
                f"already done, {todo} to train in {len(groups)} lockstep groups, {jobs} at a time")
     for name, runs in groups:
         click.echo(f"  group of {len(runs)}: {name}")
@@ -170,8 +200,9 @@ def main(run_all, names, list_only, seeds, epochs, jobs, lockstep, out, quick, d
                 elapsed = time.perf_counter() - t0
                 left = elapsed / i * (len(args) - i)
                 click.echo(f"== {name} done ({i}/{len(args)} groups, {elapsed / 60:.1f} min, ~{left / 60:.1f} min left)")
-    paths = build_report(out, seeds=seeds, epochs=epochs, train_size=train_size, data_dir=data_dir,
-                         readme=repository_docs(out, quick, seeds, epochs))
+    report_seeds = seeds if isinstance(seeds, int) else max(seeds.values())  # the report reads the seeds it finds
+    paths = build_report(out, seeds=report_seeds, epochs=epochs, train_size=train_size, data_dir=data_dir,
+                         readme=repository_docs(out, quick, report_seeds, epochs))
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

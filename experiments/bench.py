@@ -93,7 +93,7 @@ def grid_group(rank=0, patterns=None):
     the paper's layer shapes, 3 seeds each), as configs; rank shifts the seeds, patterns
     shortens it."""
     from .ablate import plan
-    from .variants import VARIANTS
+    from .variants import GRID as VARIANTS
 
     name, runs = plan(list(VARIANTS), 3, 20, 60000, Path("/nonexistent"))[0]
     configs = [c.replace(seed=c.seed + 100 * rank, epochs=1, train_size=patterns or c.train_size) for _, c in runs]
@@ -279,7 +279,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     groups from the side-by-side row of the nearest K (else one process alone, at K=3);
     minibatch groups from the single-process Adam K=3 row. Returns (hours, groups, variants)."""
     from .ablate import plan, schedule
-    from .variants import VARIANTS
+    from .variants import GRID as VARIANTS
 
     cpu = table[table.device == device]
     kind = "kernel" if (cpu.case == "fit, per-pattern SDLM, lockstep, kernel").any() else "compiled"

@@ -6,7 +6,10 @@ Each paper choice is one field whose value names the choice. Where the paper is 
 silent the default is our best reading, and REPRODUCING.md lists it under "Open questions":
 `subsampling` (sum or average, Sec. II-A vs II-B), `init` (2.4/F_i vs 2.4/sqrt(F_i)),
 `loss` (which criterion produced 0.95%), `map_j` (no value in the paper) and
-`sdlm_output_curvature` (the second derivative that seeds the h_kk recursion).
+`sdlm_output_curvature` (the second derivative that seeds the h_kk recursion). Two fields
+exist to measure readings beside ours: `distortion_scale` (the distortion ranges, which the
+paper does not give, scaled around their identity values) and `sdlm_subsampling_h` (the S2/S4
+coefficient's h_kk per connection, Eq. 23, or with its connections' cross terms kept).
 
 Deviation: `init` defaults to "paper_sqrt" (U(+-2.4/sqrt(F_i))) and `subsampling` to
 "trainable_average" (Sec. II-A). Read literally, U(+-2.4/F_i) leaves every SDLM step at the cap
@@ -24,11 +27,14 @@ from dataclasses import dataclass
 
 from .data import INPUT_CODING
 from .init import BIAS_INIT, INIT
-from .layers import C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING
+from .layers import C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING, SUBSAMPLING_H
 from .loss import LOSSES, LOSSES_FOR_OUTPUT
 from .patterns import DISTORTIONS, ORDER
 from .registry import ConfigError
 from .sdlm import STEP_RULES
+
+# distortion_scale at most this: every scale and squeeze factor stays positive (lenet1998/distortions.py).
+MAX_DISTORTION_SCALE = 5.0
 
 # The paper's learning-rate schedule (Sec. III-B): (first pass of the stage, eta), passes from 1.
 PAPER_ETA_SCHEDULE = ((1, 5e-4), (3, 2e-4), (6, 1e-4), (9, 5e-5), (13, 1e-5))
@@ -39,6 +45,7 @@ REGISTRIES = {
     "squashing": SQUASHING, "subsampling": SUBSAMPLING, "c3_table": C3_TABLES, "output": OUTPUT,
     "loss": LOSSES, "optimizer": STEP_RULES, "init": INIT, "bias_init": BIAS_INIT,
     "input_coding": INPUT_CODING, "order": ORDER, "distortions": DISTORTIONS,
+    "sdlm_subsampling_h": SUBSAMPLING_H,
 }
 CHOICES = {name: tuple(registry) for name, registry in REGISTRIES.items()}
 
@@ -70,6 +77,7 @@ class LeNetConfig:
     sdlm_mu: float = 0.02
     sdlm_samples: int = 500  # patterns used to re-estimate h_kk before each pass
     sdlm_output_curvature: float = 2.0  # d2E/dx_j^2 at the F6 outputs seeding Eq. (27)
+    sdlm_subsampling_h: str = "per_connection"  # S2/S4 coefficient's h_kk: Eq. (23) per connection, or "shared_sum"
     lr: float = 0.0  # a constant step in place of the rule's own (0: SDLM/SGD follow eta_schedule, Adam 1e-3)
     batch_size: int = 1  # 1 = one update per pattern, as the paper
     order: str = "fixed"  # "a constant random order" (Appendix C)
@@ -80,6 +88,7 @@ class LeNetConfig:
     input_coding: str = "paper"  # white -0.1, black 1.175, padded to 32x32 with -0.1
     train_size: int = 60000  # the first N training patterns (Fig. 6)
     distortions: str = "none"
+    distortion_scale: float = 1.0  # every range of DISTORTION_RANGES scaled around its identity value
     seed: int = 0
 
     def __post_init__(self):
@@ -140,7 +149,7 @@ def validate(c: LeNetConfig) -> None:
     """Raise ConfigError naming the valid options for any unknown value or bad combination."""
     for name, registry in REGISTRIES.items():
         registry[getattr(c, name)]  # ConfigError naming the valid values
-    for name in ("map_j", "sdlm_mu", "sdlm_output_curvature", "lr"):
+    for name in ("map_j", "sdlm_mu", "sdlm_output_curvature", "lr", "distortion_scale"):
         if not math.isfinite(getattr(c, name)):
             raise ConfigError(f"{name} must be a finite number, got {getattr(c, name)}")
     if c.loss not in LOSSES_FOR_OUTPUT[c.output]:
@@ -162,5 +171,12 @@ def validate(c: LeNetConfig) -> None:
         raise ConfigError("sdlm_mu must be > 0, sdlm_samples >= 1, sdlm_output_curvature >= 0")
     if c.lr < 0:
         raise ConfigError(f"lr must be >= 0, got {c.lr}")
+    if not 0 <= c.distortion_scale <= MAX_DISTORTION_SCALE:
+        raise ConfigError(f"distortion_scale must be in 0..{MAX_DISTORTION_SCALE}, got {c.distortion_scale}")
+    if c.distortion_scale != 1.0 and DISTORTIONS[c.distortions] is None:
+        raise ConfigError(f"distortion_scale={c.distortion_scale} needs a distortion pool (distortions='affine')")
+    if c.sdlm_subsampling_h != "per_connection" and (c.optimizer != "sdlm" or c.subsampling not in ("trainable_average", "trainable_sum")):
+        raise ConfigError(f"sdlm_subsampling_h={c.sdlm_subsampling_h!r} reads SDLM's h_kk of a trainable S2/S4 "
+                          "coefficient: it needs optimizer='sdlm' and subsampling 'trainable_average' or 'trainable_sum'")
     if not c.eta_schedule or c.eta_schedule[0][0] != 1:
         raise ConfigError("eta_schedule must be ((first_pass, eta), ...) starting at pass 1")

@@ -14,7 +14,8 @@ centred by its centre of mass in 28x28) inside the 32x32 input field: translatio
 pixels, scale 0.9-1.1, squeeze 0.92-1.087 and shear up to 0.2 stretch a 20-pixel digit to at
 most 20 x 1.1 / 0.92 = 23.9 rows (within 13.5 pixels of the centre with the shift) and about
 20 x 1.1 x 1.087 + 0.2 x 24 = 28.7 columns; the tests check every corner of this box on real
-digits. REPRODUCING.md lists the ranges as an open question.
+digits. REPRODUCING.md lists the ranges as an open question; LeNetConfig.distortion_scale
+scales every range around its identity value (0.5: half the half-width) to measure it.
 
 Patterns are distorted in [0, 1] ink units on the 32x32 field (background 0), then coded.
 Everything is a batched tensor operation (affine_grid + bilinear grid_sample).
@@ -33,15 +34,29 @@ DISTORTION_RANGES = {
     "squeeze": (0.92, 1.087),  # horizontal factor q, vertical 1/q
     "shear": (-0.2, 0.2),  # horizontal shear: x += h * y
 }
+# The value of each parameter that leaves a digit as it is: `distortion_scale` scales every range
+# around it (LeNetConfig.distortion_scale; 0.5 halves each half-width, 1 is DISTORTION_RANGES).
+IDENTITY = {"translate_x": 0.0, "translate_y": 0.0, "scale": 1.0, "squeeze": 1.0, "shear": 0.0}
 FIELD = 32
 POOL_FACTOR = 10  # 60,000 originals + 540,000 distorted = 10 x the training set
 
 
-def sample_parameters(count: int, generator: torch.Generator) -> torch.Tensor:
-    """(count, 5) parameters: translate_x, translate_y, scale, squeeze, shear."""
-    u = torch.rand(count, len(DISTORTION_RANGES), generator=generator)
+def parameter_ranges(scale: float = 1.0):
+    """(low, high) tensors (5,) of the ranges scaled by `scale` around IDENTITY; scale 1 returns
+    DISTORTION_RANGES exactly."""
     low = torch.tensor([r[0] for r in DISTORTION_RANGES.values()])
     high = torch.tensor([r[1] for r in DISTORTION_RANGES.values()])
+    if scale != 1.0:
+        centre = torch.tensor([IDENTITY[name] for name in DISTORTION_RANGES])
+        low, high = centre + scale * (low - centre), centre + scale * (high - centre)
+    return low, high
+
+
+def sample_parameters(count: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+    """(count, 5) parameters: translate_x, translate_y, scale, squeeze, shear, drawn uniformly
+    from the ranges scaled by `scale` (the same uniform draws at every scale)."""
+    u = torch.rand(count, len(DISTORTION_RANGES), generator=generator)
+    low, high = parameter_ranges(scale)
     return low + u * (high - low)
 
 
@@ -69,11 +84,11 @@ class DistortionPool:
     """The n originals followed by 9n distorted copies; pattern i >= n is original (i - n) % n
     with its own parameters, fixed by the seed."""
 
-    def __init__(self, originals: torch.Tensor, generator: torch.Generator):
+    def __init__(self, originals: torch.Tensor, generator: torch.Generator, scale: float = 1.0):
         self.originals = originals  # (n, 32, 32) in [0, 1]
         n = len(originals)
         self.size = POOL_FACTOR * n
-        self.params = sample_parameters(self.size - n, generator)  # (9n, 5)
+        self.params = sample_parameters(self.size - n, generator, scale)  # (9n, 5)
 
     def patterns(self, index: torch.Tensor) -> torch.Tensor:
         """Pool patterns (in [0, 1]) for a tensor of pool indices of any shape."""

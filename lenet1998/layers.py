@@ -150,11 +150,21 @@ class TrainableSubsampling(nn.Module):
     ("trainable_sum"), then f. Each output map depends only on its own input map.
     Counts: S2 12 / 5,880; S4 32 / 2,000 (4 inputs + 1 bias per unit).
     Deviation: the default reads Sec. II-A (average); see LeNetConfig.subsampling.
+
+    SDLM's h_kk of the coefficient (registry `SUBSAMPLING_H`, LeNetConfig.sdlm_subsampling_h):
+    the coefficient is shared by the 4 connections of each unit, with da/dc = scale x_j each.
+    "per_connection" (Eq. 23, the default): h_c = sum_units d2E/da^2 sum_j (scale x_j)^2, the
+    4 connections' cross terms dropped like every other shared weight's. "shared_sum" (the
+    reading of an independent implementation): h_c = sum_units d2E/da^2 (scale sum_j x_j)^2,
+    the Gauss-Newton term of c itself, cross terms of its 4 connections kept. Only the
+    coefficient's h changes; the second derivative passed down to the inputs,
+    d2E/dx_j^2 = (scale c)^2 d2E/da^2 (Eq. 27), is the same in both readings.
     """
 
-    def __init__(self, maps, average=True):
+    def __init__(self, maps, average=True, h_reading="per_connection"):
         super().__init__()
         self.maps, self.scale = maps, 0.25 if average else 1.0
+        self.keep_cross_terms = SUBSAMPLING_H[h_reading]
         self.coef = nn.Parameter(torch.zeros(maps))
         self.bias = nn.Parameter(torch.zeros(maps))
 
@@ -162,7 +172,14 @@ class TrainableSubsampling(nn.Module):
         c, b = params
         s = F.avg_pool2d(x, 2, divisor_override=1)  # (N, maps, H/2, W/2): the 2x2 sums
         scale = self.scale**2 if squared else self.scale
-        return torch.addcmul(b.view(-1, 1, 1), s, c.view(-1, 1, 1), value=scale)  # b + scale * c * s
+        a = torch.addcmul(b.view(-1, 1, 1), s, c.view(-1, 1, 1), value=scale)  # b + scale * c * s
+        if squared and self.keep_cross_terms:
+            # "shared_sum": d(a)/d(c^2) becomes scale^2 (sum_j x_j)^2 in place of scale^2 sum_j x_j^2;
+            # the value of a and its derivative to the inputs (scale^2 c^2) are left as they are.
+            shared = F.avg_pool2d(reference, 2, divisor_override=1).square()  # (sum_j x_j)^2
+            dc = (c - c.detach()).view(-1, 1, 1)  # value 0, derivative 1 to c^2
+            a = a + scale * dc * (shared - s).detach()
+        return a
 
     def free_entries(self, param):
         return torch.ones_like(param, dtype=torch.bool)
@@ -194,6 +211,10 @@ class Pool(nn.Module):
     def count(self, out_hw):
         return 0, self.maps * out_hw[0] * out_hw[1] * 4
 
+
+# How SDLM's h_kk of an S2/S4 coefficient reads Eq. (23): True keeps the cross terms of its 4
+# connections (see TrainableSubsampling).
+SUBSAMPLING_H = Registry("sdlm_subsampling_h", {"per_connection": False, "shared_sum": True})
 
 SUBSAMPLING = Registry("subsampling", {
     "trainable_average": lambda maps: TrainableSubsampling(maps, average=True),

@@ -57,7 +57,18 @@ def output_curvature(config, out):
     RBF output: the recursion starts at the F6 outputs x_j with the constant
     config.sdlm_output_curvature (2, the second derivative of (x_j - w_Dj)^2 in y_D; the paper
     does not state the seed). Linear output with cross-entropy: the Gauss-Newton diagonal
-    p_i (1 - p_i) on the logits.
+    p_i (1 - p_i) on the logits, derived as follows (not in the paper).
+
+    With logits a, p = softmax(a) and target D, E = -a_D + log sum_k e^{a_k}, so
+        dE/da_i = p_i - [i = D],   d2E/da_i da_k = p_i [i = k] - p_i p_k,
+    i.e. the Hessian at the logits is H = diag(p) - p p^T, independent of D and positive
+    semi-definite (a covariance). Gauss-Newton for a weight u feeding the logits through the
+    Jacobian J = da/du: d2E/du^2 ~ J^T H J, with no term in d2a/du^2 (the logits are linear in
+    their own weights, so for the output layer this is exact). Eqs. (25)-(27) keep only the
+    diagonal of the curvature at each layer, so the seed is diag(H): d2E/da_i^2 = p_i - p_i^2
+    = p_i (1 - p_i), in [0, 1/4]. This is the exact second derivative of E in a_i, not an
+    approximation of it; what is dropped are the off-diagonal -p_i p_k, as Eq. (23) drops the
+    cross terms between connections. tests/test_variants_grid.py checks both against autograd.
     """
     if config.output == "rbf":
         return config.sdlm_output_curvature

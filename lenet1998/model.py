@@ -16,7 +16,8 @@ from torch import nn
 
 from .config import LeNetConfig
 from .init import init_layer
-from .layers import C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING, Conv, FullyConnected, Identity, Pool, RBFOutput
+from .layers import (C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING, SUBSAMPLING_H, Conv, FullyConnected, Identity, Pool,
+                     RBFOutput, TrainableSubsampling)
 
 STAGES = ("C1", "S2", "C3", "S4", "C5", "F6")
 
@@ -43,6 +44,9 @@ class LeNet5(nn.Module):
             "C5": Conv(16, 120),
             "F6": FullyConnected(120, 84),
         })
+        for name in ("S2", "S4"):  # how SDLM reads the coefficient's h_kk (layers.SUBSAMPLING_H)
+            if isinstance(self.layers[name], TrainableSubsampling):
+                self.layers[name].keep_cross_terms = SUBSAMPLING_H[config.sdlm_subsampling_h]
         # f follows every trainable layer up to F6 (Eq. 5); parameter-free pooling has none.
         f = SQUASHING[config.squashing]
         self.activations = nn.ModuleDict({

@@ -53,7 +53,7 @@ class TrainingPatterns:
         self.labels = data.train_labels[:self.n].to(device)  # (n,)
         pool = DISTORTIONS[config.distortions]
         self.pool = None if pool is None else pool(ink(data.train_images[:self.n]),
-                                                   generator(config.seed, STREAM_DISTORTIONS))
+                                                   generator(config.seed, STREAM_DISTORTIONS), config.distortion_scale)
 
     def order(self, pass_number: int) -> torch.Tensor:
         return pattern_order(self.config, self.n, pass_number).to(self.device)

@@ -34,7 +34,10 @@ CHUNK = 2000  # patterns gathered at once
 # What may differ between the runs of one group (each run keeps its own): everything else in
 # the config is shared, except that trainable S2/S4 may average or sum, an RBF output may be
 # trained by MAP or MLE, and per-pattern runs may step by SDLM or SGD (with their own lr).
-PER_RUN = ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table")
+# distortion_scale (each run's pool) and sdlm_subsampling_h (h_kk is estimated by each run's own
+# network and step rule, outside the fast step: the kernel reads neither) are per run as well.
+PER_RUN = ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table",
+           "distortion_scale", "sdlm_subsampling_h")
 
 
 def handles(config) -> bool:
