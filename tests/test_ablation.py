@@ -157,7 +157,8 @@ def test_the_grid_trains_the_variants_of_one_architecture_together(tmp_path):
     first, second = ({label for label, _ in runs} for _, runs in groups[:2])  # the largest go first
     assert first | second == shared and not first & second
     assert sorted(len(runs) for _, runs in groups[:2]) == [15, 18]  # at most MAX_GROUP, about equal
-    assert any({label for label, _ in runs} == {"modern", "modern+distortions"} for _, runs in groups)
+    # Runs the engine does not train (Adam) train one after the other, one group per variant.
+    assert {"modern"} in [{label for label, _ in runs} for _, runs in groups]
     for _, runs in groups:  # every run keeps its variant's own config and seed
         assert sorted(config.seed for label, config in runs if label == runs[0][0]) == [0, 1, 2]
         for label, config in runs:
