@@ -21,7 +21,7 @@ import click
 import pandas as pd
 
 from lenet1998.paper import FIG5, FIG9_LENET, LINEAR_CLASSIFIER_ERROR
-from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest
+from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest, read_metrics
 
 from .common import data_dir_option, one_line_errors
 from .stats import holm, trains, variant_summary, welch_interval
@@ -31,7 +31,9 @@ MAX_SHOWN = 120  # digits in the misclassified grid
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def collect_runs(out: Path, seeds: int, epochs: int, train_size: int) -> pd.DataFrame:
+def collect_runs(out: Path, seeds: int, epochs: int, train_size: int, broken: list | None = None) -> pd.DataFrame:
+    """One row per finished run. A finished run whose folder no longer reads back (corrupt
+    manifest, metrics or checkpoint) is left out; its one-line reason goes to `broken`."""
     from lenet1998.model import LeNet5
 
     rows = []
@@ -40,7 +42,12 @@ def collect_runs(out: Path, seeds: int, epochs: int, train_size: int) -> pd.Data
         params, connections = LeNet5(config).counts()["total"]
         for seed in range(seeds):
             folder = RunFolder(out / "runs", config.replace(seed=seed))
-            if not folder.done:
+            if not folder.finished:
+                continue
+            reason = folder.check()
+            if reason:
+                if broken is not None:
+                    broken.append(reason)
                 continue
             m = read_manifest(folder.path)
             rows.append({
@@ -50,7 +57,7 @@ def collect_runs(out: Path, seeds: int, epochs: int, train_size: int) -> pd.Data
                 "params": params, "connections": connections, "git_commit": m["git_commit"][:12],
                 "git_dirty": m["git_dirty"], "torch": m["torch"], "device": m["device"], "cpu": m["cpu"],
                 "threads": m["threads"], "wall_time_s": round(m["wall_time_s"], 1),
-                "pass_time_s": round(float(pd.read_csv(folder.path / "metrics.csv").wall_time_s.sum()), 1),
+                "pass_time_s": round(float(read_metrics(folder.path).wall_time_s.sum()), 1),
                 "replicas_in_group": m.get("replicas_in_group", 1), "run": folder.path.name,
             })
     return pd.DataFrame(rows)
@@ -185,7 +192,7 @@ def paper_csv() -> str:
 def per_pass(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
     frames = []
     for r in runs[runs.status == "ok"].itertuples() if len(runs) else []:
-        m = pd.read_csv(out / "runs" / r.run / "metrics.csv")
+        m = read_metrics(out / "runs" / r.run)
         frames.append(m.assign(variant=r.variant, seed=r.seed))
     return pd.concat(frames) if frames else pd.DataFrame()
 
@@ -247,7 +254,7 @@ def distortion_examples(folder, data_dir, plt):
     """Distorted versions of a few training digits, as drawn for seed 0 (the paper's Fig. 7)."""
     from lenet1998.data import ink, load_mnist
     from lenet1998.distortions import distort, sample_parameters
-    from lenet1998.train import STREAM_DISTORTIONS, generator
+    from lenet1998.patterns import STREAM_DISTORTIONS, generator
 
     data = load_mnist(data_dir, download=False)
     digits = ink(data.train_images[:6])  # (6, 32, 32)
@@ -363,7 +370,10 @@ def missing_line(table: pd.DataFrame) -> list:
 def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readme=None) -> list:
     """Rebuild every table and figure under `out` from its run folders; returns the paths."""
     out = check_writable(out)
-    runs = collect_runs(out, seeds, epochs, train_size)
+    broken = []
+    runs = collect_runs(out, seeds, epochs, train_size, broken)
+    for reason in broken:  # one line each; the tables are built from the healthy runs
+        click.echo(f"skipped broken run: {reason}", err=True)
     table = ablation_table(runs)
     written = []
     for name, text in [("runs.csv", runs.to_csv(index=False)),
