@@ -101,3 +101,51 @@ def test_ablate_retrains_a_broken_run_and_keeps_the_broken_folder_aside(out, mni
     assert (aside[0] / "metrics.csv").read_bytes() == b""
     lines = [line for line in capsys.readouterr().err.splitlines() if ".broken" in line]
     assert len(lines) == 1 and "metrics.csv" in lines[0]
+
+
+def test_the_report_without_mnist_builds_the_rest_and_names_the_skipped_figures(out, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("LENET1998_DATA", raising=False)
+    paths = build_report(out, seeds=2, epochs=EPOCHS, train_size=TRAIN_SIZE, data_dir=tmp_path / "no-mnist")
+    names = {p.name for p in paths}
+    assert {"runs.csv", "ablation.md", "ablation.csv", "test_error_per_pass.png", "ablation.png"} <= names
+    assert not {"distortions.png", "misclassified.png"} & names
+    lines = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert len(lines) == 1 and "distortions.png" in lines[0] and "misclassified.png" in lines[0]
+    assert not (tmp_path / "no-mnist").exists()
+
+
+def read_only(folder, monkeypatch):
+    """Make `folder` read-only; as root (where modes do not bind) refuse opening files in it for writing."""
+    import builtins
+    import io
+    import os
+
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        real = builtins.open
+
+        def guarded(file, mode="r", *args, **kwargs):
+            if any(m in mode for m in "wax+") and str(folder) in os.path.abspath(str(file)):
+                raise PermissionError(13, "Permission denied", str(file))
+            return real(file, mode, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", guarded)
+        monkeypatch.setattr(io, "open", guarded)
+
+
+def test_a_read_only_figures_folder_is_one_line_naming_it(out, data_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from experiments.report import main as report
+
+    figures = out / "figures"
+    figures.mkdir()
+    read_only(figures, monkeypatch)
+    try:
+        result = CliRunner().invoke(report, ["--out", str(out), "--seeds", "2", "--epochs", str(EPOCHS),
+                                             "--data-dir", str(data_dir)])
+    finally:
+        figures.chmod(0o755)
+    assert result.exit_code == 2, result.output
+    assert str(figures) in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if "error" in line]) == 1
