@@ -149,3 +149,19 @@ def test_a_read_only_figures_folder_is_one_line_naming_it(out, data_dir, monkeyp
     assert result.exit_code == 2, result.output
     assert str(figures) in result.output and "Traceback" not in result.output
     assert len([line for line in result.output.splitlines() if "error" in line]) == 1
+
+
+def test_report_format_latex_writes_a_booktabs_table_beside_md_and_csv(out, data_dir):
+    from click.testing import CliRunner
+
+    from experiments.report import main as report
+
+    build_report(out, seeds=2, epochs=EPOCHS, train_size=TRAIN_SIZE, data_dir=data_dir, latex=True)
+    tex = (out / "ablation.tex").read_text()
+    assert (out / "ablation.md").is_file() and (out / "ablation.csv").is_file()
+    for command in (r"\begin{tabular}", r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}"):
+        assert command in tex
+    row = next(line for line in tex.splitlines() if line.startswith(r"\texttt{paper}"))
+    assert row.endswith(r"\\") and row.count("&") == 6 and "%" not in row.replace(r"\%", "")
+    result = CliRunner().invoke(report, ["--help"])
+    assert "--format" in result.output and "latex" in result.output
