@@ -384,16 +384,52 @@ def release(run_path: Path, variant: str, root: Path = RELEASED) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in ("checkpoint.pt", "config.json", "manifest.json", "metrics.csv"):
         atomic_write_bytes(target / name, (run_path / name).read_bytes())
+    config, state = load_checkpoint(run_path / "checkpoint.pt")
+    write_safetensors(target / "model.safetensors", state, config)
     return target
+
+
+def write_safetensors(path: Path, state: dict, config: LeNetConfig) -> None:
+    """The weights as safetensors (no pickle: loadable from untrusted sources), the config as
+    JSON metadata beside them."""
+    from safetensors.torch import save
+
+    tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}
+    atomic_write_bytes(path, save(tensors, metadata={"config": json.dumps(config.to_dict(), sort_keys=True)}))
+
+
+def read_safetensors(path: Path):
+    """(config, one-replica state) from a model.safetensors written by write_safetensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            config = LeNetConfig.from_dict(json.loads((f.metadata() or {})["config"]))
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as e:
+        raise ResultsError(f"{path.parent}: {path.name} is not a usable lenet1998 model ({one_line(e)})") from None
+    return config, state
 
 
 def load_pretrained(variant: str = "paper", root: Path = RELEASED):
     """The released LeNet-5 of a variant ("paper", "modern", ...), rebuilt exactly from its
     stored config; its manifest (with the recorded test error) is `model.manifest`."""
     folder = Path(root) / variant
-    if not (folder / "checkpoint.pt").is_file():
-        available = sorted(p.name for p in Path(root).glob("*") if (p / "checkpoint.pt").is_file())
+    if (folder / "model.safetensors").is_file():  # preferred: no pickle
+        from .model import LeNet5
+
+        config, state = read_safetensors(folder / "model.safetensors")
+        model = LeNet5(config)
+        if sorted(n for n, _ in model.named_parameters()) != sorted(state):
+            raise ResultsError(f"{folder}: model.safetensors does not match its config's parameters")
+        model.load_state(state)
+        model.eval()
+    elif (folder / "checkpoint.pt").is_file():
+        model = load_trained(folder / "checkpoint.pt")
+    else:
+        available = sorted(p.name for p in Path(root).glob("*")
+                           if (p / "checkpoint.pt").is_file() or (p / "model.safetensors").is_file())
         raise ResultsError(f"no released checkpoint for {variant!r}; available: {available}")
-    model = load_trained(folder / "checkpoint.pt")
     model.manifest = read_manifest(folder)
     return model
