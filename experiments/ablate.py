@@ -34,7 +34,9 @@ from lenet1998.data import load_mnist
 from lenet1998.engine import handles, lockstep_key
 from lenet1998.results import RunFolder, check_writable, train_group
 
-from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
+from .common import (
+    data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, resolve_device,
+)
 from .report import build_report, repository_docs
 from .variants import FAMILY_SEEDS, GRID, VARIANTS, budget, family
 
@@ -204,6 +206,8 @@ def main(run_all, names, families, list_only, seeds, epochs, jobs, lockstep, out
     paths = build_report(out, seeds=report_seeds, epochs=epochs, train_size=train_size, data_dir=data_dir,
                          readme=repository_docs(out, quick, report_seeds, epochs))
     click.echo("wrote " + ", ".join(str(p) for p in paths))
+    exit_if_all_failed([f for name in selected for seed in range(seeds)
+                        if (f := RunFolder(root, budget(VARIANTS[name].config, epochs, train_size).replace(seed=seed))).done])
 
 
 if __name__ == "__main__":

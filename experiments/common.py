@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import sys
 
 import click
@@ -28,6 +29,40 @@ def resolve_device(name: str) -> str:
     return name
 
 
+SET_HELP = ("Change one config field, e.g. --set init=paper (repeatable). eta_schedule takes "
+            "FIRST_PASS:ETA stages, e.g. --set eta_schedule=1:5e-4,3:2e-4 (5e-4 from pass 1, 2e-4 from pass 3). "
+            "The seed is set with --seed, not --set.")
+
+
+def article(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
+def parse_eta_schedule(pair: str, value: str) -> tuple:
+    """'1:5e-4,3:2e-4' -> ((1, 5e-4), (3, 2e-4)): stages FIRST_PASS:ETA, the first at pass 1,
+    passes increasing, each eta a finite number > 0."""
+    def bad(why):
+        return click.BadParameter(f"{pair!r}: eta_schedule takes FIRST_PASS:ETA stages separated by commas, "
+                                  f"e.g. eta_schedule=1:5e-4,3:2e-4 ({why})", param_hint="--set")
+    stages = []
+    for stage in value.split(","):
+        first, sep, eta = stage.strip().partition(":")
+        try:
+            stages.append((int(first), float(eta)))
+        except ValueError:
+            raise bad(f"{stage.strip()!r} is not FIRST_PASS:ETA") from None
+        if not sep:
+            raise bad(f"{stage.strip()!r} is not FIRST_PASS:ETA")
+    passes = [p for p, _ in stages]
+    if passes[0] != 1:
+        raise bad("the first stage must start at pass 1")
+    if any(b <= a for a, b in zip(passes, passes[1:])):
+        raise bad("the passes must increase")
+    if not all(math.isfinite(eta) and eta > 0 for _, eta in stages):
+        raise bad("each eta must be a finite number > 0")
+    return tuple(stages)
+
+
 def parse_overrides(pairs) -> dict:
     """FIELD=VALUE strings -> {field: typed value}, typed by the LeNetConfig field."""
     fields = {f.name: f for f in dataclasses.fields(LeNetConfig)}
@@ -38,12 +73,27 @@ def parse_overrides(pairs) -> dict:
         if not sep or name not in fields:
             raise click.BadParameter(f"{pair!r}: expected FIELD=VALUE with FIELD one of {list(fields)}",
                                      param_hint="--set")
+        if name == "seed":  # --seed would silently win; one way to set it
+            raise click.BadParameter(f"{pair!r}: set the seed with --seed {value}, not --set", param_hint="--set")
+        if name == "eta_schedule":
+            out[name] = parse_eta_schedule(pair, value)
+            continue
         kind = type(getattr(defaults, name))
         try:
             out[name] = value if kind is str else kind(value)
         except ValueError:
-            raise click.BadParameter(f"{pair!r}: {name} takes a {kind.__name__}", param_hint="--set") from None
+            raise click.BadParameter(f"{pair!r}: {name} takes {article(kind.__name__)}", param_hint="--set") from None
     return out
+
+
+def exit_if_all_failed(folders) -> None:
+    """Exit 1 with one line when every run of `folders` (RunFolders) ended failed."""
+    from lenet1998.results import read_manifest
+
+    failures = [read_manifest(f.path).get("failure") for f in folders]
+    if failures and all(failures):
+        click.echo(f"error: all {len(failures)} runs failed ({failures[0]})", err=True)
+        sys.exit(1)
 
 
 def one_line_errors(func):

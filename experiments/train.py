@@ -20,7 +20,8 @@ from lenet1998.data import load_mnist
 from lenet1998.results import check_writable, train_runs
 
 from .common import (
-    data_dir_option, device_option, engine_option, one_line_errors, parse_overrides, resolve_device, threads_option,
+    SET_HELP, data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, parse_overrides,
+    resolve_device, threads_option,
 )
 
 
@@ -29,7 +30,7 @@ from .common import (
               help="Seed; repeat to train several seeds in lockstep.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes (default: the paper's 20).")
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-              help="Change one config field, e.g. --set init=paper (repeatable).")
+              help=SET_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default="results/runs", show_default=True,
               help="Folder of run folders.")
 @click.option("--label", default="train", show_default=True, help="Name stored with the run.")
@@ -69,6 +70,7 @@ def main(seeds, epochs, overrides, out, label, data_dir, device, threads, engine
     folders = train_runs(config, seeds, root, data, label, device, on_pass=report, on_progress=progress, engine=engine)
     for f in folders:
         click.echo(f"run folder: {f.path}")
+    exit_if_all_failed(folders)
 
 
 if __name__ == "__main__":

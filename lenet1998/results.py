@@ -115,13 +115,46 @@ class RunFolder:
         self.path = Path(root) / config.digest()
 
     @property
-    def done(self) -> bool:
+    def finished(self) -> bool:
+        """The run wrote its `done` file (it may since have been damaged: see check())."""
         return (self.path / "done").is_file()
+
+    @property
+    def done(self) -> bool:
+        """A finished run whose files all read back: a broken one is retrained."""
+        return self.finished and self.check() is None
+
+    @property
+    def broken(self) -> str | None:
+        """Why a finished run's folder cannot be used (one line), or None."""
+        return self.check() if self.finished else None
+
+    def check(self) -> str | None:
+        """None if the finished run's manifest.json, metrics.csv and checkpoint.pt read back;
+        otherwise one line naming the folder and the first bad file."""
+        try:
+            manifest = read_manifest(self.path)
+            for key in ("status", "final_test_error", "passes", "wall_time_s"):
+                if key not in manifest:
+                    raise ResultsError(f"{self.path}: manifest.json has no {key!r}")
+            read_metrics(self.path)
+            load_checkpoint(self.path / "checkpoint.pt")
+        except ResultsError as e:
+            return str(e)
+        return None
+
+    def move_aside(self) -> Path:
+        """Move this (broken) folder to <root>/.broken/<hash>-<UTC time>: never delete data."""
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.path.parent / ".broken" / f"{self.path.name}-{stamp}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, target)
+        return target
 
     def resume_point(self):
         """The stored per-pass state of an unfinished run, or None."""
         state = self.path / "state.pt"
-        if self.done or not state.is_file():
+        if self.finished or not state.is_file():
             return None
         try:
             return torch.load(state, map_location="cpu", weights_only=False)
@@ -176,13 +209,68 @@ def metrics_csv(history) -> str:
 
 
 def read_manifest(run_path: Path) -> dict:
-    return json.loads((Path(run_path) / "manifest.json").read_text())
+    """A run folder's manifest.json; ResultsError (one line, naming the folder and the file) if
+    it is missing or not a JSON object."""
+    path = Path(run_path) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"{run_path}: manifest.json is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ResultsError(f"{run_path}: manifest.json is corrupt ({one_line(e)})") from None
+    if not isinstance(manifest, dict):
+        raise ResultsError(f"{run_path}: manifest.json is corrupt (not a JSON object)")
+    return manifest
+
+
+METRICS_COLUMNS = ("pass", "test_error", "train_error", "wall_time_s")
+
+
+def read_metrics(run_path: Path):
+    """A run folder's metrics.csv as a DataFrame, one row per pass; ResultsError (one line,
+    naming the folder and the file) if it is missing, empty or lacks the columns every run writes."""
+    import pandas as pd
+
+    path = Path(run_path) / "metrics.csv"
+    try:
+        metrics = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ResultsError(f"{run_path}: metrics.csv is missing") from None
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as e:  # EmptyDataError is a ValueError
+        raise ResultsError(f"{run_path}: metrics.csv is corrupt ({one_line(e)})") from None
+    missing = [c for c in METRICS_COLUMNS if c not in metrics.columns]
+    if missing or not len(metrics):
+        raise ResultsError(f"{run_path}: metrics.csv is corrupt (" +
+                           (f"no column {missing[0]!r})" if missing else "no rows)"))
+    return metrics
+
+
+def one_line(e: BaseException, limit: int = 120) -> str:
+    """An exception as a short single line: its type and the first line of its message."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def load_checkpoint(path: Path):
-    """(config, one-replica state) from a checkpoint.pt."""
-    obj = torch.load(path, map_location="cpu", weights_only=False)
-    return LeNetConfig.from_dict(obj["config"]), obj["state"]
+    """(config, one-replica state) from a checkpoint.pt; ResultsError (one line, naming the
+    folder and the file) if it is missing, truncated or not a lenet1998 checkpoint."""
+    path = Path(path)
+    where = f"{path.parent}: {path.name}"
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise ResultsError(f"{where} is missing") from None
+    except Exception as e:  # truncated zip, garbage bytes, unpickling errors
+        raise ResultsError(f"{where} is corrupt or truncated ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or "config" not in obj or "state" not in obj:
+        raise ResultsError(f"{where} is not a lenet1998 checkpoint (no config and state)")
+    try:
+        config = LeNetConfig.from_dict(obj["config"])
+    except Exception as e:
+        raise ResultsError(f"{where} holds an unusable config ({one_line(e)})") from None
+    return config, obj["state"]
 
 
 def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device: str = "cpu",
@@ -230,6 +318,10 @@ def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_pr
     for batch in batches:
         pending = {}
         for i in batch:
+            reason = folders[i].broken
+            if reason:  # a finished run damaged since: keep it aside and train it again
+                target = folders[i].move_aside()
+                print(f"broken run moved to {target}, retraining: {reason}", file=sys.stderr, flush=True)
             if not folders[i].done:
                 point = folders[i].resume_point()
                 start = resume_point(point, runs[i][1])
@@ -273,6 +365,8 @@ def load_trained(path: Path):
         model.load_state(state)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such checkpoint") from None
+    except ResultsError:
+        raise
     except Exception as e:  # not a checkpoint, or parameters that its config cannot hold
         raise ResultsError(f"{path}: not a usable lenet1998 checkpoint ({str(e).splitlines()[0][:200]})") from None
     return model.eval()
@@ -290,16 +384,52 @@ def release(run_path: Path, variant: str, root: Path = RELEASED) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for name in ("checkpoint.pt", "config.json", "manifest.json", "metrics.csv"):
         atomic_write_bytes(target / name, (run_path / name).read_bytes())
+    config, state = load_checkpoint(run_path / "checkpoint.pt")
+    write_safetensors(target / "model.safetensors", state, config)
     return target
+
+
+def write_safetensors(path: Path, state: dict, config: LeNetConfig) -> None:
+    """The weights as safetensors (no pickle: loadable from untrusted sources), the config as
+    JSON metadata beside them."""
+    from safetensors.torch import save
+
+    tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}
+    atomic_write_bytes(path, save(tensors, metadata={"config": json.dumps(config.to_dict(), sort_keys=True)}))
+
+
+def read_safetensors(path: Path):
+    """(config, one-replica state) from a model.safetensors written by write_safetensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            config = LeNetConfig.from_dict(json.loads((f.metadata() or {})["config"]))
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as e:
+        raise ResultsError(f"{path.parent}: {path.name} is not a usable lenet1998 model ({one_line(e)})") from None
+    return config, state
 
 
 def load_pretrained(variant: str = "paper", root: Path = RELEASED):
     """The released LeNet-5 of a variant ("paper", "modern", ...), rebuilt exactly from its
     stored config; its manifest (with the recorded test error) is `model.manifest`."""
     folder = Path(root) / variant
-    if not (folder / "checkpoint.pt").is_file():
-        available = sorted(p.name for p in Path(root).glob("*") if (p / "checkpoint.pt").is_file())
+    if (folder / "model.safetensors").is_file():  # preferred: no pickle
+        from .model import LeNet5
+
+        config, state = read_safetensors(folder / "model.safetensors")
+        model = LeNet5(config)
+        if sorted(n for n, _ in model.named_parameters()) != sorted(state):
+            raise ResultsError(f"{folder}: model.safetensors does not match its config's parameters")
+        model.load_state(state)
+        model.eval()
+    elif (folder / "checkpoint.pt").is_file():
+        model = load_trained(folder / "checkpoint.pt")
+    else:
+        available = sorted(p.name for p in Path(root).glob("*")
+                           if (p / "checkpoint.pt").is_file() or (p / "model.safetensors").is_file())
         raise ResultsError(f"no released checkpoint for {variant!r}; available: {available}")
-    model = load_trained(folder / "checkpoint.pt")
     model.manifest = read_manifest(folder)
     return model

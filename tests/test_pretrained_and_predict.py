@@ -88,3 +88,32 @@ def test_unknown_variant_and_incompatible_checkpoint_are_clear_errors(tmp_path, 
     r = CliRunner().invoke(predict, [good, "--checkpoint", str(bad)])
     assert r.exit_code == 2 and "not a usable lenet1998 checkpoint" in r.output and "Traceback" not in r.output
     assert read_image(good).shape == (28, 28)
+
+
+@pytest.mark.parametrize("variant", ["paper", "modern", "paper+distortions"])
+def test_released_safetensors_weights_equal_the_checkpoint(variant):
+    from lenet1998.results import load_checkpoint, read_safetensors
+
+    folder = RELEASED / variant
+    config, state = read_safetensors(folder / "model.safetensors")  # no pickle involved
+    config_pt, state_pt = load_checkpoint(folder / "checkpoint.pt")
+    assert config == config_pt and sorted(state) == sorted(state_pt)
+    for name in state:
+        assert torch.equal(state[name], state_pt[name]), name
+    card = (folder / "MODEL_CARD.md").read_text()
+    import hashlib
+
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() in card
+    assert f"{load_pretrained(variant).manifest['final_test_error']:.2f} %" in card
+
+
+def test_load_pretrained_prefers_the_safetensors_weights(tmp_path):
+    import shutil
+
+    shutil.copytree(RELEASED / "paper", tmp_path / "paper")
+    (tmp_path / "paper" / "checkpoint.pt").unlink()  # only the pickle-free weights left
+    model, reference = load_pretrained("paper", root=tmp_path), load_pretrained("paper")
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+    assert model.manifest == reference.manifest

@@ -14,6 +14,8 @@ names without "layers." ("C1.weight", ..., "head.weight") and shapes with a lead
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -206,6 +208,8 @@ class TorchGroup:
         return out.detach(), per_pattern.detach()
 
     def _compile(self):
+        quiet_cuda_home_notice()
+
         def step(params, eps, x, y):
             grads, (out, per_pattern) = torch.func.grad(self._loss_of, has_aux=True)(params, x, y)
             torch._foreach_addcmul_(params, grads, eps, value=-1.0)
@@ -213,3 +217,19 @@ class TorchGroup:
 
         torch._dynamo.reset()  # a new group: an empty cache, not a recompile of the last one
         return torch.compile(step, dynamic=False)
+
+
+class _NoCudaRuntimeNotice(logging.Filter):
+    """Drops torch.utils.cpp_extension's "No CUDA runtime is found, using CUDA_HOME=..." warning,
+    logged when torch.compile builds C++ on a machine without a GPU: it only says that CUDA
+    headers exist but no GPU does, which changes nothing for CPU code. Every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No CUDA runtime is found" not in record.getMessage()
+
+
+def quiet_cuda_home_notice() -> None:
+    """Install the filter (once per process) on the logger that prints the notice."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    if not any(isinstance(f, _NoCudaRuntimeNotice) for f in logger.filters):
+        logger.addFilter(_NoCudaRuntimeNotice())
