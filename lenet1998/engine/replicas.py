@@ -167,6 +167,8 @@ class TorchGroup:
         self._step = self._compile() if compiled else self._eager
         self.x = torch.zeros(1, self.K, 32, 32, device=device)  # fixed input buffers
         self.y = torch.zeros(1, self.K, dtype=torch.long, device=device)
+        if compiled:  # compile now, on copies with zero steps, so that no pass pays for it
+            self._step([p.clone() for p in self.params], [torch.zeros_like(p) for p in self.params], self.x, self.y)
 
     def load(self, stacked: dict) -> None:
         for name, p in zip(self.names, self.params):
