@@ -110,13 +110,15 @@ def test_a_killed_ablation_loses_no_finished_run(tmp_path, data_dir):
 
 def test_bench_runs_and_writes_its_tables(tmp_path, data_dir):
     from experiments.bench import main as bench
+    from lenet1998.engine import kernel_fits
 
     result = CliRunner().invoke(bench, ["--patterns", "100", "--replicas", "1", "--replicas", "2",
                                         "--minibatch-patterns", "128", "--side-by-side", "1", "--out", str(tmp_path), "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     csv = (tmp_path / "bench.csv").read_text()
     assert "plain per-pattern loop (reference)" in csv and "ratio_to_reference" in csv
-    assert "2 processes side by side: fit, compiled" in csv and "2 processes side by side: plain loops" in csv
+    assert "lockstep, kernel" in csv or not kernel_fits([LeNetConfig()])[0]  # the kernel measured where it builds
+    assert "2 processes side by side: fit, " in csv and "2 processes side by side: plain loops" in csv
     md = (tmp_path / "bench.md").read_text()
     assert "Estimated wall time" in md
     again = CliRunner().invoke(bench, ["--render-only", "--out", str(tmp_path)])
