@@ -37,7 +37,7 @@ from lenet1998.results import RunFolder, check_writable, train_group
 from .common import (
     data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, resolve_device,
 )
-from .report import build_report, repository_docs
+from .report import MAX_SEEDS, build_report, repository_docs
 from .variants import FAMILY_SEEDS, GRID, VARIANTS, budget, family
 
 QUICK = {"epochs": 1, "train_size": 2000, "seeds": 2}
@@ -136,6 +136,17 @@ def selection(run_all: bool, names, families, seeds, quick: bool):
     return selected, seeds or default
 
 
+def planned_seeds(out: Path, selected, seeds, epochs: int, train_size: int) -> dict:
+    """{variant: seeds}: the seed plan's count for the planned variants, `seeds` for the rest."""
+    from .report import collect_runs, seed_plan
+
+    plan = seed_plan(collect_runs(out, MAX_SEEDS, epochs, train_size))
+    planned = dict(zip(plan.variant, plan.seeds)) if len(plan) else {}
+    if not planned:
+        raise click.UsageError("--seed-plan: no seed plan yet (it needs seeds 0-9 of `paper`; see results/seed_plan.md)")
+    return {n: int(planned[n]) if n in planned else (seeds if isinstance(seeds, int) else seeds[n]) for n in selected}
+
+
 def validate_names(ctx, param, names):
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -151,6 +162,9 @@ def validate_names(ctx, param, names):
 @click.option("--list", "list_only", is_flag=True, help="List the variants and their families, and exit.")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="Seeds per variant (default 3; with --family, the family's own count).")
+@click.option("--seed-plan", is_flag=True,
+              help="Train each single-factor variant to the seed count of results/seed_plan.md (chosen from the "
+                   "spreads of its seeds 0-9; experiments.report.seed_plan); variants not planned yet keep --seeds.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes per run (default 20).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Groups trained side by side.")
 @click.option("--lockstep", type=click.Choice(["architecture", "variant"]), default="architecture", show_default=True,
@@ -162,7 +176,8 @@ def validate_names(ctx, param, names):
 @device_option
 @engine_option
 @one_line_errors
-def main(run_all, names, families, list_only, seeds, epochs, jobs, lockstep, out, quick, data_dir, device, engine):
+def main(run_all, names, families, list_only, seeds, seed_plan, epochs, jobs, lockstep, out, quick, data_dir, device,
+         engine):
     """Train the ablation grid and rebuild results/ from the run folders."""
     if list_only:
         for v in VARIANTS.values():
@@ -176,6 +191,8 @@ def main(run_all, names, families, list_only, seeds, epochs, jobs, lockstep, out
     out = Path(out or ("results/quick" if quick else "results"))
     device = resolve_device(device)
     root = check_writable(out / "runs")
+    if seed_plan:
+        seeds = planned_seeds(out, selected, seeds, epochs, train_size)
     load_mnist(data_dir)  # fail early, with one line, if the data is missing or corrupt
 
     groups = plan(selected, seeds, epochs, train_size, root, lockstep)
@@ -202,11 +219,11 @@ def main(run_all, names, families, list_only, seeds, epochs, jobs, lockstep, out
                 elapsed = time.perf_counter() - t0
                 left = elapsed / i * (len(args) - i)
                 click.echo(f"== {name} done ({i}/{len(args)} groups, {elapsed / 60:.1f} min, ~{left / 60:.1f} min left)")
-    report_seeds = seeds if isinstance(seeds, int) else max(seeds.values())  # the report reads the seeds it finds
+    report_seeds = QUICK["seeds"] if quick else MAX_SEEDS  # the report reads every seed it finds
     paths = build_report(out, seeds=report_seeds, epochs=epochs, train_size=train_size, data_dir=data_dir,
                          readme=repository_docs(out, quick, report_seeds, epochs))
     click.echo("wrote " + ", ".join(str(p) for p in paths))
-    exit_if_all_failed([f for name in selected for seed in range(seeds)
+    exit_if_all_failed([f for name in selected for seed in range(counts[name])
                         if (f := RunFolder(root, budget(VARIANTS[name].config, epochs, train_size).replace(seed=seed))).done])
 
 

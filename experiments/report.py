@@ -31,13 +31,16 @@ MAX_SHOWN = 120  # digits in the misclassified grid
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def collect_runs(out: Path, seeds: int, epochs: int, train_size: int, broken: list | None = None) -> pd.DataFrame:
-    """One row per finished run. A finished run whose folder no longer reads back (corrupt
-    manifest, metrics or checkpoint) is left out; its one-line reason goes to `broken`."""
+def collect_runs(out: Path, seeds: int, epochs: int, train_size: int, broken: list | None = None,
+                 variants: dict | None = None) -> pd.DataFrame:
+    """One row per finished run of `variants` (default: today's single-factor grid), seeds
+    0 .. seeds - 1. A finished run whose folder no longer reads back (corrupt manifest, metrics
+    or checkpoint) is left out; its one-line reason goes to `broken`. Two variants with the same
+    config (a road step and a single-factor variant) each get a row of the same run."""
     from lenet1998.model import LeNet5
 
     rows = []
-    for name, variant in VARIANTS.items():
+    for name, variant in (VARIANTS if variants is None else variants).items():
         config = budget(variant.config, epochs, train_size)
         params, connections = LeNet5(config).counts()["total"]
         for seed in range(seeds):
@@ -58,36 +61,56 @@ def collect_runs(out: Path, seeds: int, epochs: int, train_size: int, broken: li
                 "git_dirty": m["git_dirty"], "torch": m["torch"], "device": m["device"], "cpu": m["cpu"],
                 "threads": m["threads"], "wall_time_s": round(m["wall_time_s"], 1),
                 "pass_time_s": round(float(read_metrics(folder.path).wall_time_s.sum()), 1),
-                "replicas_in_group": m.get("replicas_in_group", 1), "run": folder.path.name,
+                "replicas_in_group": m.get("replicas_in_group", 1), "engine": engines(m), "run": folder.path.name,
             })
     return pd.DataFrame(rows)
 
 
+def engines(manifest: dict) -> str:
+    """The engine paths that trained a run (its resumed stretches), e.g. "kernel"; "unrecorded"
+    for runs older than the record (version 0.1)."""
+    paths = dict.fromkeys(seg.get("engine") or "unrecorded" for seg in manifest.get("segments") or [{}])
+    return "+".join(paths)
+
+
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant that has runs: how many train (final test error below the paper's
-    linear classifier), the spread over every run, and the comparison with `paper` over the runs
-    that train on both sides: the difference of means, its Welch 95% interval and Welch's t-test,
-    Holm-adjusted over every comparison in the table that has a test."""
+    """One row per variant of today's single-factor grid that has runs: how many train (final
+    test error below the paper's linear classifier), the spread over every run, and the
+    comparison with `paper` over the runs that train on both sides: the difference of means, its
+    Welch 95% interval and Welch's t-test, Holm-adjusted over every comparison in the table that
+    has a test (comparison_table with every base `paper`)."""
+    table = comparison_table(runs, VARIANTS, lambda name: None if name == "paper" else "paper")
+    return table.rename(columns={"diff": "diff_to_paper"}).drop(columns="base") if len(table) else table
+
+
+def comparison_table(runs: pd.DataFrame, variants: dict, base_of) -> pd.DataFrame:
+    """One row per variant of `variants` that has runs, compared with its base (`base_of(name)`,
+    a variant of `variants`; None: a reference row, not compared): the summary of
+    experiments.stats over every run, and over the runs that train on both sides the difference
+    of means, its Welch 95% interval and Welch's t-test, Holm-adjusted over the comparisons of
+    this table that have a test."""
     nan = float("nan")
     if not len(runs):
         return pd.DataFrame()
     errors = {name: runs[runs.variant == name].test_error.where(runs.status == "ok").astype(float)
-              for name in VARIANTS}  # a failed run: nan, in n, does not train
+              for name in variants}  # a failed run: nan, in n, does not train
     used = {name: e[e.map(trains).astype(bool)] for name, e in errors.items()}
     rows = []
-    for name, variant in VARIANTS.items():
+    for name, variant in variants.items():
         if not len(errors[name]):
             continue
+        base = base_of(name)
         ok = runs[(runs.variant == name) & (runs.status == "ok")]
         summary = variant_summary(errors[name])
-        compare = name != "paper" and len(used[name]) and len(used["paper"])
-        welch = welch_interval(used[name], used["paper"]) if compare else None
+        compare = base is not None and len(used[name]) and len(used.get(base, ()))
+        welch = welch_interval(used[name], used[base]) if compare else None
         rows.append({
-            "variant": name, "what": variant.what, "n_seeds": summary["n_runs"] - int(errors[name].isna().sum()),
+            "variant": name, "what": variant.what, "base": base or "",
+            "n_seeds": summary["n_runs"] - int(errors[name].isna().sum()),
             "failed_runs": int(errors[name].isna().sum()), **summary,
             "train_error_mean": ok.train_error.mean() if len(ok) else nan,
-            "n_used": len(used[name]),
-            "diff_to_paper": used[name].mean() - used["paper"].mean() if compare else nan,
+            "n_used": len(used[name]), "n_used_base": len(used[base]) if base in used else 0,
+            "diff": used[name].mean() - used[base].mean() if compare else nan,
             "diff_ci95_low": welch.low if welch else nan, "diff_ci95_high": welch.high if welch else nan,
             "welch_df": welch.df if welch else nan, "p_welch": welch.p if welch else nan,
             "paper_test_error": variant.paper_test_error,
@@ -117,8 +140,9 @@ def ablation_caption(table: pd.DataFrame, seeds: int, epochs: int, train_size: i
     few = list(table.variant[(table.variant != "paper") & (table.n_used < 2)]) if len(table) else []
     flat = list(table.variant[table.diff_ci95_low.notna() & table.p_welch.isna()]) if len(table) else []
     return (
-        f"Generated by `python -m experiments.report` from the run folders in `runs/` ({seeds} seeds "
-        f"requested per variant, {epochs} passes over {train_size:,} training patterns). Final pass, never the "
+        f"Generated by `python -m experiments.report` from the run folders in `runs/` (every finished seed "
+        f"0 .. {seeds - 1} of each variant, *n*: how many; {epochs} passes over {train_size:,} training patterns). "
+        "Final pass, never the "
         "best. Training error is measured on the fly during the last pass, as in the paper's Fig. 5 (mean over "
         "every run).\n\n"
         f"A run *trains* when its final test error is below {LINEAR_CLASSIFIER_ERROR:.1f}%, the paper's linear "
@@ -172,6 +196,219 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
     return "\n".join(lines + missing_line(table) + machine_time_line(runs if runs is not None else pd.DataFrame())) + "\n"
 
 
+# --------------------------------------------------------------------------------------------
+# The other families (experiments/variants.py): each variant against its base, one table each.
+
+# file stem: (family, title, the reference rows shown above the family's variants, what the base is)
+FAMILY_TABLES = {
+    "add_one_in": ("add_one_in", "Add one paper piece to `modern`", ("modern",),
+                   "`modern`: each row puts one paper piece back into the modern network"),
+    "roadmap": ("road", "The road from 1998 to modern, one piece per step", ("paper",),
+                "the previous step: each row switches one more piece, in the order fixed in "
+                "experiments/variants.py (ROAD_ORDER) before any result"),
+    "open_questions": ("open_question", "The paper's open questions, measured", ("paper", "paper+distortions"),
+                       "`paper` (`paper+distortions` for the distortion ranges): each row changes one reading"),
+}
+PAPER_UNCERTAINTY = 0.1  # points: the paper quotes results to about 0.1% (Sec. III-C)
+
+
+def family_variants(stem: str) -> dict:
+    """The variants of one family table: its reference rows, then the family in table order."""
+    from .variants import VARIANTS as ALL, family as members
+
+    name, _, references, _ = FAMILY_TABLES[stem]
+    return {n: ALL[n] for n in list(references) + members(name)}
+
+
+def family_table(runs: pd.DataFrame, stem: str) -> pd.DataFrame:
+    variants = family_variants(stem)
+    references = FAMILY_TABLES[stem][2]
+    table = comparison_table(runs, variants, lambda n: None if n in references else variants[n].base)
+    if len(table):
+        low, high = table.diff_ci95_low, table.diff_ci95_high
+        beyond = (low > PAPER_UNCERTAINTY) | (high < -PAPER_UNCERTAINTY)
+        inside = (low >= -PAPER_UNCERTAINTY) & (high <= PAPER_UNCERTAINTY)
+        table["vs_paper_uncertainty"] = ["–" if pd.isna(lo) else "beyond" if b else "inside" if i else "undecided"
+                                         for lo, b, i in zip(low, beyond, inside)]
+    return table
+
+
+def family_markdown(table: pd.DataFrame, stem: str, seeds: int, epochs: int, train_size: int) -> str:
+    _, title, _, base_text = FAMILY_TABLES[stem]
+    tested = family(table)
+    lines = [
+        f"# {title}: MNIST test error (%) after pass {epochs}", "",
+        f"Generated by `python -m experiments.report` from the run folders in `runs/` (every finished seed "
+        f"0 .. {seeds - 1}; {epochs} passes over {train_size:,} training patterns). Final pass, never the best. "
+        f"Each row is compared with its *base*, {base_text}. The statistics are those of `ablation.md`: a run "
+        f"trains when its final test error is below {LINEAR_CLASSIFIER_ERROR:.1f}% (the paper's linear "
+        "classifier); the difference of means over the runs that train on both sides, with its Welch t interval "
+        "(95%, two-sided, Welch-Satterthwaite degrees of freedom, not rounded); *Holm p*: Welch's t-test, "
+        f"Holm-Bonferroni adjusted over the {len(tested)} comparisons of this table that have a test. "
+        f"*vs ±{PAPER_UNCERTAINTY}*: whether the interval lies beyond the paper's quoted uncertainty of about "
+        f"{PAPER_UNCERTAINTY} points (*beyond*), inside it (*inside*), or straddles its edge (*undecided*).",
+        "",
+        "| variant | base | change | trains (Wilson 95%) | test error %, median [IQR] | mean ± std, runs that "
+        "train | n used (base) | vs base: difference [Welch 95% interval] | Holm p | resolved | "
+        f"vs ±{PAPER_UNCERTAINTY} |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|:---:|",
+    ]
+    for r in table.itertuples():
+        k_of_n = f"{r.n_train} of {r.n_runs} [{fmt(r.train_ci95_low)}, {fmt(r.train_ci95_high)}]"
+        good = f"{fmt(r.test_error_mean_trains)} ± {fmt(r.test_error_std_trains)}" if r.n_train > 1 else \
+            f"{fmt(r.test_error_mean_trains)} (one run)" if r.n_train else "– (none trains)"
+        if not r.base:
+            diff, resolved, used = "(reference)", "–", f"{r.n_used}"
+        else:
+            used = f"{r.n_used} ({r.n_used_base})"
+            diff = "no interval" if math.isnan(r.diff_ci95_low) else \
+                f"{fmt(r.diff, '+.2f')} [{fmt(r.diff_ci95_low, '+.2f')}, {fmt(r.diff_ci95_high, '+.2f')}]"
+            resolved = "–" if pd.isna(r.resolved_holm) else ("yes" if r.resolved_holm else "no")
+        lines.append(f"| {r.variant} | {r.base or '–'} | {r.what} | {k_of_n} | {fmt(r.test_error_median)} "
+                     f"[{fmt(r.test_error_q1)}, {fmt(r.test_error_q3)}] | {good} | {used} | {diff} | "
+                     f"{fmt_p(r.p_holm)} | {resolved} | {r.vs_paper_uncertainty} |")
+    missing = [n for n in family_variants(stem) if n not in set(table.variant)]
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(f"`{m}`" for m in missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def paper_by_engine(runs: pd.DataFrame) -> str:
+    """`paper`'s seeds by the engine path that trained them, side by side (seeds 0-2 came from
+    version 0.1's engine, later seeds from the C kernel), with the Welch interval between them."""
+    paper = runs[(runs.variant == "paper") & (runs.status == "ok")] if len(runs) else runs
+    groups = paper.groupby("engine") if len(paper) else []
+    sets = {e: g.sort_values("seed") for e, g in sorted(groups, key=lambda eg: eg[1].seed.min())}  # oldest first
+    if len(sets) < 2:
+        return ""
+    lines = ["", "## `paper` by the engine that trained it", "",
+             "The same config trained by different engine paths (the manifests' `segments[].engine`; "
+             "*unrecorded*: version 0.1, before the record). All paths are held to the reference trainer "
+             "by the tests; this compares the seeds each one trained.", "",
+             "| engine | seeds | n | test error %, mean ± std | code (commits) |", "|---|---|---:|---:|---|"]
+    for e, g in sets.items():
+        lines.append(f"| {e} | {', '.join(map(str, g.seed))} | {len(g)} | {fmt(g.test_error.mean())} ± "
+                     f"{fmt(g.test_error.std(ddof=1))} | {', '.join(dict.fromkeys(g.git_commit))} |")
+    (a, ga), (b, gb) = list(sets.items())[:2]
+    w = welch_interval(gb.test_error, ga.test_error)
+    if w:
+        lines += ["", f"{b} minus {a}: {fmt(w.diff, '+.2f')} points, Welch 95% interval "
+                  f"[{fmt(w.low, '+.2f')}, {fmt(w.high, '+.2f')}], p = {fmt_p(w.p)}."]
+    return "\n".join(lines) + "\n"
+
+
+def seeds_figure(runs: pd.DataFrame, table: pd.DataFrame, path: Path, title: str, reference_line=None):
+    """One row per variant, top to bottom in table order: every seed a dot, the mean of the runs
+    that train with its 95% t interval (a bar), the runs that do not train in red."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats as st
+
+    ok = runs[runs.status == "ok"]
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(table) + 1.6))
+    for i, name in enumerate(table.variant):
+        e = ok[ok.variant == name].test_error.to_numpy()
+        good = e[e < LINEAR_CLASSIFIER_ERROR]
+        ax.scatter(good, [i] * len(good), s=14, color="0.55", zorder=1, label="one seed" if i == 0 else None)
+        ax.scatter(e[e >= LINEAR_CLASSIFIER_ERROR], [i] * int((e >= LINEAR_CLASSIFIER_ERROR).sum()), s=14,
+                   color="tab:red", marker="x", zorder=1)
+        if len(good) > 1:
+            half = st.t.ppf(0.975, len(good) - 1) * good.std(ddof=1) / math.sqrt(len(good))
+            ax.errorbar(good.mean(), i, xerr=half, fmt="o", color="tab:blue", capsize=3, zorder=2,
+                        label="mean, 95% t interval (runs that train)" if i == 0 else None)
+    if reference_line:
+        ax.axvline(reference_line[0], color="k", ls="--", lw=1, label=reference_line[1])
+    scale = "linear"
+    if len(ok):
+        low, high = 0.9 * min(ok.test_error.min(), reference_line[0] if reference_line else 1e9), 1.1 * ok.test_error.max()
+        ax.set_xlim(low, high)
+        if high / low > 4:  # runs that do not train next to runs near 1%: a log scale shows both
+            scale = "log"
+            ax.set_xscale("log")
+            nice = [0.5, 0.6, 0.8, 1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100]
+            ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([t for t in nice if low <= t <= high]))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks(range(len(table)), table.variant)
+    ax.set(xlabel=f"final test error (%){', log scale' if scale == 'log' else ''}; x: a run that does not train",
+           title=title)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="best")
+    return save_figure(fig, path)
+
+
+PLAN_FROM_SEEDS = 10  # the seed plan reads seeds 0-9 only, so it never changes once they exist
+PLAN_TARGET = 0.10  # points: the half-width the plan aims at (the ablation issue)
+PLAN_REFERENCE_SEEDS = 20  # `paper` is the reference of every comparison: it gets the most seeds
+
+
+def seed_plan(runs: pd.DataFrame) -> pd.DataFrame:
+    """How many seeds each single-factor variant trains, chosen from the spreads of seeds 0-9
+    alone, never from a difference (experiments.stats.seeds_needed): `paper` gets 20; a stable
+    variant (all of its 10 runs train) gets the smallest count up to 20 whose Welch 95% interval
+    against `paper`'s 20 would be at most +-0.10 points wide, with its projected half-width; an
+    unstable variant keeps 10 (what it is compared on is how often it trains). Variants with
+    fewer than 10 finished seeds are not planned yet."""
+    from .stats import seeds_needed
+
+    first = runs[(runs.seed < PLAN_FROM_SEEDS) & (runs.status == "ok")] if len(runs) else runs
+    paper = first[first.variant == "paper"].test_error if len(first) else []
+    if len(paper) < PLAN_FROM_SEEDS:
+        return pd.DataFrame()
+    rows = []
+    for name in VARIANTS:
+        e = first[first.variant == name].test_error
+        if len(e) < PLAN_FROM_SEEDS:
+            continue
+        stable = bool(e.map(trains).all())
+        if name == "paper":
+            n, width, why = PLAN_REFERENCE_SEEDS, float("nan"), "the reference of every comparison"
+        elif not stable:
+            n, width, why = PLAN_FROM_SEEDS, float("nan"), "unstable: compared on how often it trains"
+        else:
+            n, width = seeds_needed(e.std(ddof=1), paper.std(ddof=1), PLAN_REFERENCE_SEEDS, PLAN_TARGET,
+                                    PLAN_FROM_SEEDS, PLAN_REFERENCE_SEEDS)
+            why = f"projected half-width {width:.3f}" + ("" if width <= PLAN_TARGET else " (20 seeds cannot reach 0.10)")
+        rows.append({"variant": name, "stable": stable, "std_seeds_0_9": e.std(ddof=1), "seeds": n,
+                     "projected_half_width": width, "why": why})
+    return pd.DataFrame(rows)
+
+
+def seed_plan_markdown(plan: pd.DataFrame) -> str:
+    lines = ["# Seeds per single-factor variant, chosen from the spreads of seeds 0-9", "",
+             "Generated by `python -m experiments.report` (experiments.report.seed_plan) and trained by "
+             "`python -m experiments.ablate --all --seed-plan`. The counts come from the standard deviations of "
+             "seeds 0-9 alone, never from a difference or a test, so the plan cannot stop on a result; seeds 0-9 "
+             "never change, so neither does the plan. `paper` gets 20 seeds (it is the reference of every "
+             f"comparison); a stable variant (all 10 runs train) the smallest count up to 20 whose Welch 95% "
+             f"interval against `paper` would be at most ±{PLAN_TARGET:.2f} points wide; an unstable one stays at 10.",
+             "", "| variant | stable | std of seeds 0-9 | seeds | why |", "|---|:---:|---:|---:|---|"]
+    for r in plan.itertuples():
+        lines.append(f"| {r.variant} | {'yes' if r.stable else 'no'} | {fmt(r.std_seeds_0_9, '.3f')} | {r.seeds} | {r.why} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_families(out: Path, seeds: int, epochs: int, train_size: int, latex: bool = False) -> list:
+    """<stem>.csv, <stem>.md and figures/<stem>.png for each family that has a run."""
+    written = []
+    for stem, (_, title, references, _) in FAMILY_TABLES.items():
+        runs = collect_runs(out, seeds, epochs, train_size, variants=family_variants(stem))
+        members = set(family_variants(stem)) - set(references)
+        if not len(runs) or not runs.variant.isin(members).any():
+            continue
+        table = family_table(runs, stem)
+        for name, text in [(f"{stem}.csv", table.to_csv(index=False, float_format="%.6g")),
+                           (f"{stem}.md", family_markdown(table, stem, seeds, epochs, train_size))]:
+            atomic_write_text(out / name, text)
+            written.append(out / name)
+        line = (0.95, "paper: 0.95%") if stem != "add_one_in" else None
+        written.append(seeds_figure(runs, table, check_writable(out / "figures") / f"{stem}.png", title, line))
+    return written
+
+
 def latex_escape(text: str) -> str:
     for a, b in [("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
                  ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}"),
@@ -183,7 +420,7 @@ def latex_escape(text: str) -> str:
 def ablation_latex(table: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
     """The ablation table as a LaTeX booktabs tabular (needs \\usepackage{booktabs})."""
     lines = [f"% Generated by `python -m experiments.report --format latex` from the run folders "
-             f"({seeds} seeds requested, {epochs} passes over {train_size:,} patterns); final pass, never the best.",
+             f"(every finished seed below {seeds}, {epochs} passes over {train_size:,} patterns); final pass, never the best.",
              r"\begin{tabular}{lrrrrrr}", r"\toprule",
              r"variant & trains & median [IQR] & mean $\pm$ std (trains) & $\Delta$ vs paper [95\% CI] & "
              r"Holm $p$ & paper \\", r"\midrule"]
@@ -340,11 +577,13 @@ def misclassified(out, run, folder, data_dir, plt):
 
 
 def save_figure(fig, path):
-    """Write `fig` to `path` atomically (temporary name, then rename) and close it."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    """Write `fig` to `path` (PNG) and beside it as PDF, each atomically (temporary name, then
+    rename), and close it."""
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    for target in (path, path.with_suffix(".pdf")):  # PDF beside PNG, for papers
+        tmp = target.with_name(f".{target.name}.tmp{target.suffix}")
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(target)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -405,8 +644,12 @@ def missing_line(table: pd.DataFrame) -> list:
     return ["", "Not run yet: " + ", ".join(f"`{m}`" for m in missing) + "."] if missing else []
 
 
-def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readme=None, latex=False) -> list:
-    """Rebuild every table and figure under `out` from its run folders; returns the paths."""
+MAX_SEEDS = 20  # the report reads every finished seed below this (the ablation issue: at most 20)
+
+
+def build_report(out, seeds=MAX_SEEDS, epochs=20, train_size=60000, data_dir=None, readme=None, latex=False) -> list:
+    """Rebuild every table and figure under `out` from its run folders (every finished seed
+    below `seeds`); returns the paths."""
     out = check_writable(out)
     broken = []
     runs = collect_runs(out, seeds, epochs, train_size, broken)
@@ -430,6 +673,15 @@ def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readm
                           "Generated by `python -m experiments.report`. Error in %; training error measured on the "
                           "fly during each pass, as in Fig. 5 (digitized, about ±0.05%).\n\n" + paper_md)
         written += [out / "paper_run.csv", out / "paper_run.md"]
+    plan = seed_plan(runs)
+    if len(plan):
+        atomic_write_text(out / "seed_plan.csv", plan.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(out / "seed_plan.md", seed_plan_markdown(plan))
+        written += [out / "seed_plan.csv", out / "seed_plan.md"]
+    engine_section = paper_by_engine(runs)
+    if engine_section:
+        atomic_write_text(out / "ablation.md", ablation_markdown(table, seeds, epochs, train_size, runs) + engine_section)
+    written += build_families(out, seeds, epochs, train_size, latex)
     written += figures(out, runs, table, data_dir)
     if readme is not None and len(table):
         repo = Path(readme).parent
@@ -455,16 +707,18 @@ def fill_section(path: Path, section: str, start: str = README_START, end: str =
 
 def repository_docs(out, quick: bool, seeds: int, epochs: int):
     """README.md (whose folder also holds REPRODUCING.md) when the report describes the grid
-    committed in results/ (3 seeds, 20 passes); None for --quick, another --out or another budget."""
+    committed in results/ (20 passes; the report reads every seed there is); None for --quick,
+    another --out or another budget."""
     repo = Path(__file__).resolve().parent.parent
-    if quick or Path(out).resolve() != (repo / "results").resolve() or (seeds, epochs) != (3, 20):
+    if quick or Path(out).resolve() != (repo / "results").resolve() or epochs != 20:
         return None
     return repo / "README.md"
 
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Results folder (default results/).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per variant (default 3).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help=f"Read seeds 0 .. N-1 of each variant (default {MAX_SEEDS}: every seed trained).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes per run (default 20).")
 @click.option("--quick", is_flag=True, help="The --quick grid of experiments.ablate.")
 @click.option("--format", "formats", type=click.Choice(["markdown", "latex"]), multiple=True,
@@ -476,7 +730,7 @@ def main(out, seeds, epochs, quick, formats, data_dir):
     from .ablate import QUICK
 
     out = Path(out or ("results/quick" if quick else "results"))
-    seeds, epochs = seeds or (QUICK["seeds"] if quick else 3), epochs or (QUICK["epochs"] if quick else 20)
+    seeds, epochs = seeds or (QUICK["seeds"] if quick else MAX_SEEDS), epochs or (QUICK["epochs"] if quick else 20)
     paths = build_report(out, seeds, epochs, QUICK["train_size"] if quick else 60000, data_dir,
                          readme=repository_docs(out, quick, seeds, epochs), latex="latex" in formats)
     click.echo("wrote " + ", ".join(str(p) for p in paths))

@@ -106,3 +106,26 @@ def variant_summary(errors, threshold: float = LINEAR_CLASSIFIER_ERROR) -> dict:
         "test_error_mean": mean, "test_error_std": std,
         "test_error_mean_trains": mean_trains, "test_error_std_trains": std_trains,
     }
+
+
+def welch_half_width(std_a: float, n_a: int, std_b: float, n_b: int, confidence: float = 0.95) -> float:
+    """Half-width of the Welch t interval of a difference of means, for given standard
+    deviations and sample sizes (what an interval will be, before the data are in)."""
+    va, vb = std_a**2 / n_a, std_b**2 / n_b
+    if va + vb == 0:
+        return 0.0
+    df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+    return float(stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(va + vb))
+
+
+def seeds_needed(std: float, std_reference: float, n_reference: int, target: float = 0.10,
+                 low: int = 10, high: int = 20) -> tuple[int, float]:
+    """The seed count of a variant chosen from standard deviations alone (never from a
+    difference, so no stopping on the result): the smallest n in low .. high whose Welch 95%
+    half-width against a reference of n_reference seeds is at most `target` points, else
+    `high`; returns (n, that half-width)."""
+    for n in range(low, high + 1):
+        width = welch_half_width(std, n, std_reference, n_reference)
+        if width <= target:
+            return n, width
+    return high, welch_half_width(std, high, std_reference, n_reference)

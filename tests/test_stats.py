@@ -136,3 +136,55 @@ def test_the_ablation_table_compares_only_runs_that_train():
     assert "family of the 2 comparisons" in text and "Welch-Satterthwaite" in text
     row = next(line for line in text.splitlines() if line.startswith("| sum_subsampling"))
     assert "+2.03 [+0.49, +3.56]" in row
+
+
+def test_a_family_table_compares_each_variant_with_its_own_base():
+    from experiments.report import family_table, family_markdown
+
+    # the road: paper -> road1_input -> road2_init; road2 is compared with road1, not with paper
+    runs = fake_runs({"paper": [1.02, 0.99, 1.16], "road1_input": [1.50, 1.60, 1.55],
+                      "road2_init": [1.52, 1.58, 90.1]})
+    table = family_table(runs, "roadmap").set_index("variant")
+    assert table.loc["paper", "base"] == "" and math.isnan(table.loc["paper", "p_holm"])
+    assert table.loc["road1_input", "base"] == "paper" and table.loc["road2_init", "base"] == "road1_input"
+    w1 = welch_interval([1.50, 1.60, 1.55], [1.02, 0.99, 1.16])
+    w2 = welch_interval([1.52, 1.58], [1.50, 1.60, 1.55])  # the run at 90.1% does not train
+    assert table.loc["road2_init", "diff"] == pytest.approx(w2.diff)
+    assert tuple(table.loc[["road1_input", "road2_init"], "p_holm"]) == pytest.approx(tuple(holm([w1.p, w2.p])))
+    assert w1.low > 0.1 and table.loc["road1_input", "vs_paper_uncertainty"] == "beyond"
+    assert table.loc["road2_init", "vs_paper_uncertainty"] == ("inside" if -0.1 <= w2.low and w2.high <= 0.1
+                                                              else "undecided")
+    text = family_markdown(table.reset_index(), "roadmap", 20, 20, 60000)
+    assert "`road3_output`" in text.splitlines()[-1]  # the steps without runs are named
+    row = next(line for line in text.splitlines() if line.startswith("| road2_init"))
+    assert "2 of 3" in row and "2 (3)" in row
+
+
+def test_the_seed_count_comes_from_the_spreads_alone():
+    from experiments.stats import seeds_needed, welch_half_width
+
+    # equal spreads and sizes: df = 2n - 2, half-width t * s * sqrt(2 / n)
+    assert welch_half_width(0.1, 10, 0.1, 10) == pytest.approx(scipy_stats.t.ppf(0.975, 18) * 0.1 * math.sqrt(0.2))
+    n, width = seeds_needed(0.05, 0.12, 20)
+    assert n == 10 and width <= 0.10  # already narrow enough at 10
+    n, width = seeds_needed(0.14, 0.12, 20)
+    assert 10 < n <= 20 and width <= 0.10 < welch_half_width(0.14, n - 1, 0.12, 20)  # the smallest such n
+    n, width = seeds_needed(0.40, 0.12, 20)
+    assert n == 20 and width > 0.10  # 20 seeds cannot reach +-0.10: the width is reported
+
+
+def test_the_seed_plan_reads_seeds_0_to_9_and_never_a_difference():
+    from experiments.report import seed_plan
+
+    rng = np.random.default_rng(0)
+    paper = list(1.0 + 0.12 * rng.standard_normal(10))
+    runs = fake_runs({"paper": paper + [5.0] * 5,  # seeds 10-14 are ignored by the plan
+                      "full_c3": list(1.3 + 0.05 * rng.standard_normal(10)),
+                      "max_pool": list(1.3 + 0.60 * rng.standard_normal(10)),
+                      "relu": [90.2] * 5 + [1.2] * 5, "mle": [1.0] * 9})  # mle: 9 seeds, not planned yet
+    plan = seed_plan(runs).set_index("variant")
+    assert list(plan.index) == ["paper", "max_pool", "full_c3", "relu"]
+    assert plan.loc["paper", "seeds"] == 20 and plan.loc["relu", "seeds"] == 10 and not plan.loc["relu", "stable"]
+    assert plan.loc["full_c3", "seeds"] < plan.loc["max_pool", "seeds"] == 20
+    shifted = runs.assign(test_error=runs.test_error.where(runs.variant != "full_c3", runs.test_error + 0.5))
+    assert seed_plan(shifted).equals(seed_plan(runs))  # a difference of means moves nothing
