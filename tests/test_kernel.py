@@ -267,6 +267,23 @@ def test_max_pool_ties_go_to_the_first_maximum_as_in_pytorch(mnist, layer):
         assert_rel_close(delta_got, delta_ref, 2e-3, f"update of {name} replica {k}")
 
 
+@pytest.mark.parametrize("kind", ["avg_pool", "max_pool", "linear_softmax", "modern+sdlm"])
+def test_fit_on_the_kernel_follows_fit_on_the_eager_group(mnist, kind):
+    """Through the engine (h_kk and eps outside the kernel, load, steps, export, the error rates
+    from the kernel's forward: penalties or logits): one short pass of a mixed group."""
+    from lenet1998.data import MNIST
+    from lenet1998.train import fit
+
+    small = MNIST(mnist.train_images[:400], mnist.train_labels[:400], mnist.test_images[:200], mnist.test_labels[:200])
+    configs = [c.replace(epochs=1, train_size=60, sdlm_samples=20, eta_schedule=((1, 2e-5),)) for c in GROUPS[kind](5)]
+    eager, fast = fit(configs, small, engine="eager"), fit(configs, small, engine="kernel")
+    for e, f in zip(eager, fast):
+        assert f.engine == "kernel"
+        for p in e.state:
+            torch.testing.assert_close(f.state[p], e.state[p], rtol=0, atol=1e-4, msg=p)
+        assert f.history[-1]["test_error"] == pytest.approx(e.history[-1]["test_error"], abs=0.5)
+
+
 def test_fit_takes_the_kernel_where_it_applies_and_says_why_not_elsewhere(mnist):
     from lenet1998.train import fit
 

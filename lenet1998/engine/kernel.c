@@ -426,6 +426,9 @@ static void subsample_bwd_update(const lk_t *h, const float *restrict ga, const 
     }
 }
 
+/* lanes of a where t is set (-1), of b elsewhere */
+AI v8 sel(v8i t, v8 a, v8 b) { return (v8)(((v8i)a & t) | ((v8i)b & ~t)); }
+
 /* S2/S4 as parameter-free pooling, maps x (H x H) -> out (maps x G x G), G = H / 2, no squashing:
  * POOL_AVG  out = (((x00 + x01) + x10) + x11) / 4 (PyTorch's order of the sum)
  * POOL_MAX  out = the first maximum of x00, x01, x10, x11 (row-major; a NaN wins, as in PyTorch),
@@ -437,19 +440,20 @@ static void pool_fwd(const lk_t *h, const float *restrict x, int maps, int H, fl
         for (int p = 0; p < G; p++)
             for (int q = 0; q < G; q++) {
                 const float *restrict x00 = x + ((m * H + 2 * p) * H + 2 * q) * KP;
-                const float *restrict x01 = x00 + KP, *restrict x10 = x00 + H * KP, *restrict x11 = x10 + KP;
+                v8 v[4] = {LD(x00), LD(x00 + KP), LD(x00 + H * KP), LD(x00 + H * KP + KP)};
                 int n = ((m * G + p) * G + q) * KP;
                 if (h->pool == POOL_AVG) {
-                    VEC out[n + k] = (((x00[k] + x01[k]) + x10[k]) + x11[k]) * 0.25f;
+                    ST(out + n, (((v[0] + v[1]) + v[2]) + v[3]) * 0.25f);
                 } else {
-                    VEC {
-                        float v = x00[k], i = 0.0f;
-                        if (x01[k] > v || x01[k] != x01[k]) { v = x01[k]; i = 1.0f; }
-                        if (x10[k] > v || x10[k] != x10[k]) { v = x10[k]; i = 2.0f; }
-                        if (x11[k] > v || x11[k] != x11[k]) { v = x11[k]; i = 3.0f; }
-                        out[n + k] = v;
-                        idx[n + k] = i;
+                    v8 best = v[0], at = {0};
+#pragma GCC unroll 3
+                    for (int t = 1; t < 4; t++) {
+                        v8i wins = (v[t] > best) | (v[t] != v[t]);  /* strictly greater, or NaN */
+                        best = sel(wins, v[t], best);
+                        at = sel(wins, (v8){0} + (float)t, at);
                     }
+                    ST(out + n, best);
+                    ST(idx + n, at);
                 }
             }
 }
@@ -467,16 +471,12 @@ static void pool_bwd(const lk_t *h, const float *restrict ga, const float *restr
                 int n = ((m * G + p) * G + q) * KP;
                 const float *restrict d00 = d + ((m * H + 2 * p) * H + 2 * q) * KP;
                 float *restrict x00 = gx + (m * gmap + (2 * p) * gW + 2 * q) * KP;
-                const float *dw[4] = {d00, d00 + KP, d00 + H * KP, d00 + H * KP + KP};
-                float *xw[4] = {x00, x00 + KP, x00 + gW * KP, x00 + gW * KP + KP};
+                const int din[4] = {0, KP, H * KP, H * KP + KP}, xin[4] = {0, KP, gW * KP, gW * KP + KP};
+                v8 g = LD(ga + n), at = LD(idx + n);
+#pragma GCC unroll 4
                 for (int t = 0; t < 4; t++) {
-                    const float *restrict dt = dw[t];
-                    float *restrict xt = xw[t];
-                    if (h->pool == POOL_AVG) {
-                        VEC xt[k] = (ga[n + k] * 0.25f) * dt[k];
-                    } else {
-                        VEC xt[k] = idx[n + k] == (float)t ? ga[n + k] * dt[k] : 0.0f;
-                    }
+                    v8 dt = LD(d00 + din[t]);
+                    ST(x00 + xin[t], h->pool == POOL_AVG ? (g * 0.25f) * dt : sel(at == (float)t, g * dt, (v8){0}));
                 }
             }
 }
