@@ -22,7 +22,7 @@ F.max_pool2d) and the output (`rbf`, or `linear` 84 -> 10 with bias + `cross_ent
 
     if kernel.available():
         group = for_configs(configs)           # or KernelGroup(K, squashing, c3_masks, ...)
-        group.load(stacked_params(model)); group.set_steps(stacked_like(model, eps))
+        group.load(stack(nets)); group.set_steps(eps)   # stacked {name: (K, *shape)} (replicas.stack)
         penalties, loss = group.step(x, y)     # x (K, 32, 32), y (K,)
         penalties, loss = group.steps(xs, ys)  # T steps at once: xs (T, K, 32, 32), ys (T, K)
 
