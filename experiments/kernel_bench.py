@@ -17,6 +17,13 @@ it is not), the ratio to the plain loop in the same measure, and the GFLOP/s thi
 
     python -m experiments.kernel_bench --profile        # CPU time per stage of the kernel, K = 8
     python -m experiments.kernel_bench --out results/kernel_bench.md   # also write the table
+
+Layer shapes (--variants): for each named variant of experiments/variants.py (its config, seeds
+0..K-1), the compiled torch group and the kernel (`steps` on chunks) at the same K, and the
+kernel's speed-up over the compiled group in the same run and measure:
+
+    python -m experiments.kernel_bench --variants paper,avg_pool,max_pool,linear_softmax,modern+sdlm \
+        --patterns 500 --out results/kernel_bench_variants.md
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from lenet1998.results import atomic_write_text, cpu_model
 
 from .bench import plain_per_pattern
 from .common import data_dir_option, one_line_errors
+from .variants import VARIANTS
 
 FLOP_PER_PATTERN = 1.7e6
 
@@ -51,15 +59,15 @@ class Clock:
         return self
 
 
-def group(K):
-    """K paper configs and their initial parameters in the stacked layout."""
-    configs = [LeNetConfig(seed=s) for s in range(K)]
+def group(K, base=LeNetConfig()):
+    """K configs (`base` with seeds 0..K-1) and their initial parameters in the stacked layout."""
+    configs = [base.replace(seed=s) for s in range(K)]
     return configs, stack([LeNet5(c).initialize() for c in configs])
 
 
-def inputs(data, n, K):
+def inputs(data, n, K, coding="paper"):
     """Replica k's patterns in its own random order: x (n, K, 32, 32), y (n, K)."""
-    coded = encode(data.train_images[:n])
+    coded = encode(data.train_images[:n], coding)
     g = torch.Generator().manual_seed(K)
     order = torch.stack([torch.randperm(n, generator=g) for _ in range(K)], 1)  # (n, K)
     return coded[order].contiguous(), data.train_labels[order].long().contiguous()
@@ -71,11 +79,11 @@ def plain(data, n):
     return clock.stop()
 
 
-def compiled(data, n, K=16):
-    configs, params = group(K)
+def compiled(data, n, K=16, base=LeNetConfig()):
+    configs, params = group(K, base)
     g = TorchGroup(configs, compiled=True)
     g.load(params)
-    x, y = inputs(data, n, K)
+    x, y = inputs(data, n, K, base.input_coding)
     g.step(x[0], y[0])  # compile (steps are zero)
     g.set_steps({name: torch.full_like(p, 1e-4) for name, p in params.items()})
     clock = Clock()
@@ -85,12 +93,12 @@ def compiled(data, n, K=16):
     return clock.stop()
 
 
-def kernel_case(data, n, K, chunked=True, chunk=2000):
-    configs, params = group(K)
+def kernel_case(data, n, K, chunked=True, chunk=2000, base=LeNetConfig()):
+    configs, params = group(K, base)
     g = kernel.for_configs(configs)
     g.load(params)
     g.set_steps({name: torch.full_like(p, 1e-4) for name, p in params.items()})
-    x, y = inputs(data, n, K)
+    x, y = inputs(data, n, K, base.input_coding)
     g.steps(x[:5], y[:5])  # warm: pages touched, library loaded
     clock = Clock()
     clock.start()
@@ -132,9 +140,11 @@ def stages(data, n, K=8, repeats=5):
 @click.option("--skip-compiled", is_flag=True, help="Leave out the torch.compile case (slow to compile).")
 @click.option("--profile", is_flag=True, help="Only the kernel's CPU time per stage (a -DLK_PROFILE build), K = 8.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the table (markdown) here.")
+@click.option("--variants", default="", help="Comma-separated variants (experiments/variants.py): the compiled "
+              "group against the kernel at the same K for each one's layer shapes, in place of the K sweep.")
 @data_dir_option
 @one_line_errors
-def main(patterns, replicas, skip_compiled, profile, out, data_dir):
+def main(patterns, replicas, skip_compiled, profile, out, variants, data_dir):
     """Measure pattern-updates/s of the plain loop, the compiled torch group and the C kernel."""
     torch.set_num_threads(1)
     if not kernel.available():
@@ -143,6 +153,9 @@ def main(patterns, replicas, skip_compiled, profile, out, data_dir):
     n = patterns
     if profile:
         stages(data, n)
+        return
+    if variants:
+        by_variant(data, n, [v for v in variants.split(",") if v], int(replicas.split(",")[0]), out)
         return
     rows = []
 
@@ -175,6 +188,38 @@ def main(patterns, replicas, skip_compiled, profile, out, data_dir):
             " --skip-compiled" if skip_compiled else "")
         atomic_write_text(Path(out), f"# The compiled kernel against the torch engines\n\n`{command}`\n\n"
                           + "\n".join(lines) + "\n")
+        click.echo(f"wrote {out}", err=True)
+
+
+def by_variant(data, n, names, K, out):
+    """The compiled torch group and the kernel at the same K for each variant's layer shapes."""
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise click.ClickException(f"unknown variant(s) {unknown}; valid: {list(VARIANTS)}")
+    rows = []
+    for name in names:
+        base = VARIANTS[name].config
+        why = kernel.unsupported([base])
+        if why:
+            raise click.ClickException(f"{name}: {why}")
+        comp = compiled(data, n, K, base)
+        kern = kernel_case(data, n, K, chunked=True, base=base)
+        rows.append((name, *(n * K / getattr(c, m) for c in (comp, kern) for m in ("wall", "cpu"))))
+        click.echo(f"  {name:<16} K={K}: compiled {rows[-1][1]:7.0f} /s wall {rows[-1][2]:7.0f} /s cpu; "
+                   f"kernel {rows[-1][3]:7.0f} /s wall {rows[-1][4]:7.0f} /s cpu", err=True)
+    lines = [f"{n} patterns per replica and case, K = {K} replicas of each variant's config (seeds 0..{K - 1}), "
+             f"one torch thread ({cpu_model()}); pattern-updates/s = patterns x replicas / s, in wall-clock and "
+             f"process-CPU time; the kernel's speed-up over the compiled torch group (torch.compile, compiled "
+             f"before the clock) in the same measure, both measured in this run.",
+             "", "| variant | compiled (wall) | kernel (wall) | x compiled | compiled (cpu) | kernel (cpu) | x compiled |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, cw, cc, kw, kc in rows:
+        lines.append(f"| {name} | {cw:.0f} | {kw:.0f} | {kw / cw:.1f} | {cc:.0f} | {kc:.0f} | {kc / cc:.1f} |")
+    click.echo("\n" + "\n".join(lines))
+    if out:
+        command = f"python -m experiments.kernel_bench --variants {','.join(names)} --replicas {K} --patterns {n}"
+        atomic_write_text(Path(out), f"# The compiled kernel against the compiled torch group, per variant\n\n"
+                          f"`{command}`\n\n" + "\n".join(lines) + "\n")
         click.echo(f"wrote {out}", err=True)
 
 

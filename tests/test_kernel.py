@@ -2,7 +2,9 @@
 
 A lockstep group of mixed variants (squashing, C3 table, S2/S4 reading, criterion, seed) is
 trained by the torch model (forward, replica_losses, torch.autograd.grad, w -= eps g) and by the
-kernel, from the same parameters and SDLM steps, on real MNIST patterns in the paper's coding.
+kernel, from the same parameters and SDLM steps, on real MNIST patterns in each replica's
+coding. GROUPS holds one such group per S2/S4 kind and output the kernel covers (the paper's
+trainable S2/S4 with the RBF output, avg_pool, max_pool, linear_softmax, and modern+sdlm).
 Skipped where no C compiler can build the kernel.
 """
 
@@ -11,6 +13,7 @@ import itertools
 import pytest
 import torch
 
+from experiments.variants import VARIANTS as GRID_VARIANTS
 from lenet1998.config import LeNetConfig
 from lenet1998.data import encode
 from lenet1998.engine.replicas import TorchGroup, stack
@@ -39,16 +42,70 @@ STEP_RTOL = 1e-5
 # eta 5e-4 some replicas amplify rounding chaotically (torch float32 and float64 then differ by
 # 0.5 after 300 patterns, and so do kernel and torch): no tolerance can be stated there.
 RUN_ETA, RUN_ATOL = 5e-5, 1e-5
+# Max pooling adds a discontinuity: where the two largest values of a 2x2 window differ by a
+# few ulp, the kernel's rounding and torch's can pick different winners, and that step's
+# gradient goes to another input (measured: replica 3 of the max_pool group at step 40, an S4
+# window whose two largest values differ by 4e-7 relative in float32 and 1e-7 in float64, so
+# torch float32 itself is on the wrong side of float64). Exact ties (the flat background, relu
+# zeros) fall the same way in both (test_max_pool_ties_...). After 300 steps such a replica is
+# off by about one misrouted update; the others must still meet RUN_ATOL.
+FLIP_ATOL, FLIP_REPLICAS = 1e-4, 2
+
+
+# The groups whose replicas share a parameter-free S2/S4 (avg_pool, max_pool: no coefficient, no
+# squashing after it) or a linear output with cross-entropy; each replica varies what its group may.
+POOLED_VARIANTS = [
+    {},
+    {"squashing": "tanh", "c3_table": "full"},
+    {"squashing": "relu", "loss": "mle"},
+    {"c3_table": "full", "loss": "mle"},
+    {"squashing": "relu", "c3_table": "full"},
+    {"squashing": "tanh", "loss": "mle"},
+]
+LINEAR_VARIANTS = [
+    {},
+    {"squashing": "tanh", "c3_table": "full"},
+    {"squashing": "relu", "subsampling": "trainable_sum"},
+    {"c3_table": "full", "subsampling": "trainable_sum"},
+    {"squashing": "relu", "c3_table": "full"},
+    {"squashing": "tanh"},
+]
+# modern+sdlm (max_pool, full C3, relu, linear + cross_entropy, pytorch init, unit input, SDLM)
+# itself, and beside it the per-run fields a lockstep group of it may vary.
+MODERN_VARIANTS = [
+    {},
+    {"squashing": "scaled_tanh"},
+    {"c3_table": "paper", "optimizer": "sgd"},
+    {"squashing": "tanh", "input_coding": "paper"},
+    {"init": "paper_sqrt"},
+    {},
+]
+
+
+def configs_of(base, variants, K):
+    return [base.replace(seed=100 + k, **v) for k, v in zip(range(K), itertools.cycle(variants))]
 
 
 def mixed_configs(K):
-    return [LeNetConfig(seed=100 + k, **v) for k, v in zip(range(K), itertools.cycle(VARIANTS))]
+    return configs_of(LeNetConfig(), VARIANTS, K)
 
 
-def patterns(mnist, K, n, offset=0):
-    """Replica k's n patterns (n, K, 32, 32): its own slice of the training set, and labels (n, K)."""
+GROUPS = {
+    "paper": mixed_configs,
+    "avg_pool": lambda K: configs_of(LeNetConfig(subsampling="avg_pool"), POOLED_VARIANTS, K),
+    "max_pool": lambda K: configs_of(LeNetConfig(subsampling="max_pool"), POOLED_VARIANTS, K),
+    "linear_softmax": lambda K: configs_of(LeNetConfig(output="linear", loss="cross_entropy"), LINEAR_VARIANTS, K),
+    "modern+sdlm": lambda K: configs_of(GRID_VARIANTS["modern+sdlm"].config, MODERN_VARIANTS, K),
+}
+
+
+def patterns(mnist, K, n, offset=0, configs=None):
+    """Replica k's n patterns (n, K, 32, 32): its own slice of the training set, in its config's
+    input coding (default the paper's), and labels (n, K)."""
     idx = torch.arange(n * K).view(n, K) * 7 % 6000 + offset
-    return encode(mnist.train_images[idx.flatten()]).view(n, K, 32, 32), mnist.train_labels[idx].long()
+    codings = [c.input_coding for c in configs] if configs else ["paper"] * K
+    x = torch.stack([encode(mnist.train_images[idx[:, k]], coding) for k, coding in enumerate(codings)], 1)
+    return x, mnist.train_labels[idx].long()
 
 
 def groups(configs, mnist, eta=5e-4):
@@ -57,8 +114,8 @@ def groups(configs, mnist, eta=5e-4):
     entries too: the kernel must keep those weights at zero by itself)."""
     K = len(configs)
     nets = [LeNet5(c).initialize() for c in configs]
-    x, _ = patterns(mnist, K, 100, offset=3)
-    rules = [SDLM(net, c.replace(eta_schedule=((1, eta),))) for net, c in zip(nets, configs)]
+    x, _ = patterns(mnist, K, 100, offset=3, configs=configs)
+    rules = [SDLM(net, c.replace(optimizer="sdlm", eta_schedule=((1, eta),))) for net, c in zip(nets, configs)]
     for k, rule in enumerate(rules):
         rule.begin_pass(1, x[:, k:k + 1])
     params = stack(nets)
@@ -78,11 +135,13 @@ def assert_rel_close(got, ref, rtol, what):
 
 
 @pytest.mark.parametrize("K", [3, 13])  # one partial block; a full block and a partial one
-def test_one_step_matches_the_torch_eager_step(mnist, K):
-    configs = mixed_configs(K)
+@pytest.mark.parametrize("kind", list(GROUPS))
+def test_one_step_matches_the_torch_eager_step(mnist, kind, K):
+    configs = GROUPS[kind](K)
     _, reference, group = groups(configs, mnist)
+    assert group.names == list(reference.export())  # the same parameters, no more, no fewer
     before = reference.export()
-    x, y = patterns(mnist, K, 1)
+    x, y = patterns(mnist, K, 1, configs=configs)
     out, loss = reference.step(x[0], y[0])
     pen, kloss = group.step(x[0], y[0])
     assert_rel_close(pen, out, STEP_RTOL, "penalties")
@@ -98,14 +157,15 @@ def test_one_step_matches_the_torch_eager_step(mnist, K):
             assert_rel_close(delta_got, delta_ref, 2e-3, f"update of {name} replica {k}")
 
 
-def test_300_patterns_follow_the_torch_eager_loop(mnist):
+@pytest.mark.parametrize("kind", list(GROUPS))
+def test_300_patterns_follow_the_torch_eager_loop(mnist, kind):
     K, n = 13, 300
-    configs = mixed_configs(K)
+    configs = GROUPS[kind](K)
     _, reference, stepped = groups(configs, mnist, eta=RUN_ETA)
     chunked = kernel.for_configs(configs)
     chunked.load(reference.export())
     chunked.set_steps(stepped.export_steps())
-    x, y = patterns(mnist, K, n)
+    x, y = patterns(mnist, K, n, configs=configs)
     ref_pen, ref_loss, pen, loss = [], [], [], []
     for t in range(n):
         o, l = reference.step(x[t], y[t])
@@ -121,10 +181,15 @@ def test_300_patterns_follow_the_torch_eager_loop(mnist):
     for name in got:
         assert torch.equal(chunked.export()[name], got[name]), name
         diff = (got[name] - ref[name]).abs().amax(dim=tuple(range(1, ref[name].dim())))  # per replica
-        assert (diff <= RUN_ATOL).all(), f"{name}: per-replica max |diff| {diff.tolist()}"
+        if configs[0].subsampling == "max_pool":
+            assert (diff <= FLIP_ATOL).all() and (diff > RUN_ATOL).sum() <= FLIP_REPLICAS, \
+                f"{name}: per-replica max |diff| {diff.tolist()}"
+        else:
+            assert (diff <= RUN_ATOL).all(), f"{name}: per-replica max |diff| {diff.tolist()}"
     # The losses on the fly agree as well (the same patterns classified the same way).
     torch.testing.assert_close(torch.stack(loss), torch.stack(ref_loss), rtol=1e-3, atol=1e-3)
-    assert (torch.stack(pen).argmin(-1) != torch.stack(ref_pen).argmin(-1)).float().mean() < 0.01
+    predict = LeNet5(configs[0]).predict  # smallest penalty, or largest logit
+    assert (predict(torch.stack(pen)) != predict(torch.stack(ref_pen))).float().mean() < 0.01
 
 
 def test_masked_c3_weights_stay_exactly_zero(mnist):
@@ -142,14 +207,16 @@ def test_masked_c3_weights_stay_exactly_zero(mnist):
     assert (w[mask == 1] != 0).all()
 
 
-def test_forward_matches_the_reference_networks_and_zero_steps_change_nothing(mnist):
+@pytest.mark.parametrize("kind", list(GROUPS))
+def test_forward_matches_the_reference_networks_and_zero_steps_change_nothing(mnist, kind):
     K = 5
-    configs = mixed_configs(K)
+    configs = GROUPS[kind](K)
     nets, reference, group = groups(configs, mnist)
     params = reference.export()
+    assert list(group.export()) == list(params)
     for name, p in group.export().items():
         assert torch.equal(p, params[name]), name
-    x, _ = patterns(mnist, K, 7)
+    x, _ = patterns(mnist, K, 7, configs=configs)
     with torch.no_grad():
         ref = torch.stack([net(x[:, k:k + 1]) for k, net in enumerate(nets)], 1)  # (7, K, 10)
     assert_rel_close(group.forward(x), ref, STEP_RTOL, "forward")
@@ -171,15 +238,64 @@ def test_unavailable_without_a_compiler(monkeypatch, tmp_path):
         kernel.KernelGroup(1, ["tanh"], torch.ones(1, 16, 6), [0.25], [1.0], 10.0, torch.zeros(10, 84))
 
 
+@pytest.mark.parametrize("layer", ["C1", "C3"])
+def test_max_pool_ties_go_to_the_first_maximum_as_in_pytorch(mnist, layer):
+    """Zero weights and a positive bias make every map of `layer` constant, so every 2x2 window of
+    the max pooling after it (S2 or S4) is a four-way tie (with relu too: the tied values are
+    positive). F.max_pool2d routes the gradient to the first maximum in row-major order; the
+    layer's weight gradient then reads its inputs at those positions, so another rule shows."""
+    K = 6
+    configs = GROUPS["max_pool"](K)
+    nets = [LeNet5(c).initialize() for c in configs]
+    for net in nets:
+        net.layers[layer].weight.data.zero_()
+        net.layers[layer].bias.data.abs_().add_(0.1)
+    params = stack(nets)
+    eps = {name: torch.full_like(p, 1e-3) for name, p in params.items()}
+    reference, group = TorchGroup(configs, compiled=False), kernel.for_configs(configs)
+    for g in (reference, group):
+        g.load(params)
+        g.set_steps(eps)
+    x, y = patterns(mnist, K, 1, configs=configs)
+    reference.step(x[0], y[0])
+    group.step(x[0], y[0])
+    ref, got = reference.export(), group.export()
+    name = f"{layer}.weight"
+    for k in range(K):
+        delta_ref, delta_got = ref[name][k] - params[name][k], got[name][k] - params[name][k]
+        assert delta_ref.abs().max() > 0, f"{name} replica {k}: no update to compare"
+        assert_rel_close(delta_got, delta_ref, 2e-3, f"update of {name} replica {k}")
+
+
+@pytest.mark.parametrize("kind", ["avg_pool", "max_pool", "linear_softmax", "modern+sdlm"])
+def test_fit_on_the_kernel_follows_fit_on_the_eager_group(mnist, kind):
+    """Through the engine (h_kk and eps outside the kernel, load, steps, export, the error rates
+    from the kernel's forward: penalties or logits): one short pass of a mixed group."""
+    from lenet1998.data import MNIST
+    from lenet1998.train import fit
+
+    small = MNIST(mnist.train_images[:400], mnist.train_labels[:400], mnist.test_images[:200], mnist.test_labels[:200])
+    configs = [c.replace(epochs=1, train_size=60, sdlm_samples=20, eta_schedule=((1, 2e-5),)) for c in GROUPS[kind](5)]
+    eager, fast = fit(configs, small, engine="eager"), fit(configs, small, engine="kernel")
+    for e, f in zip(eager, fast):
+        assert f.engine == "kernel"
+        for p in e.state:
+            torch.testing.assert_close(f.state[p], e.state[p], rtol=0, atol=1e-4, msg=p)
+        assert f.history[-1]["test_error"] == pytest.approx(e.history[-1]["test_error"], abs=0.5)
+
+
 def test_fit_takes_the_kernel_where_it_applies_and_says_why_not_elsewhere(mnist):
     from lenet1998.train import fit
 
     config = LeNetConfig(epochs=1, train_size=20, sdlm_samples=10)
     assert fit(config, mnist, engine="auto")[0].engine == "kernel"
-    linear = config.replace(output="linear", loss="cross_entropy")
-    with pytest.raises(RuntimeError, match="RBF output"):
-        fit(linear, mnist, engine="kernel")
-    assert fit(linear, mnist, engine="auto")[0].engine in ("compiled", "eager")
+    linear = config.replace(output="linear", loss="cross_entropy", subsampling="max_pool")
+    assert fit(linear, mnist, engine="auto")[0].engine == "kernel"
+    assert "CPU" in kernel.unsupported([config], device="cuda")
+    assert "share" in kernel.unsupported([config, config.replace(subsampling="avg_pool")])
+    assert kernel.unsupported([config, config.replace(subsampling="trainable_sum")]) == ""
+    adam = config.replace(optimizer="adam", batch_size=64)
+    assert "per-pattern" in kernel.unsupported([adam])
 
 
 def test_the_build_is_cached_per_source_and_flags(monkeypatch, tmp_path):

@@ -7,7 +7,9 @@ reference trainer does; during the pass the group steps all K networks on one pa
 (their own pattern, in their own order); after it the networks are evaluated as the reference
 does. Only the per-pattern step is fast machinery, in one of three paths, chosen once:
 
-    kernel    lenet1998/engine/kernel.py: a C kernel, replicas as the SIMD lanes (paper shapes)
+    kernel    lenet1998/engine/kernel.py: a C kernel, replicas as the SIMD lanes (paper shapes;
+              every S2/S4 kind: trainable, avg_pool, max_pool; the RBF output with MAP or MLE
+              or the linear output with cross-entropy; every squashing and C3 table; on the CPU)
     compiled  lenet1998/engine/replicas.py under torch.compile (any layer shape, CPU or CUDA)
     eager     the same in plain PyTorch: portable, needs no compiler
 
@@ -76,7 +78,7 @@ def check_group(configs) -> list:
 
 def kernel_fits(configs, device="cpu"):
     """(True, "") if the C kernel covers the group here (the paper's layer shapes, on the CPU,
-    where it builds), else (False, why)."""
+    where it builds; kernel.unsupported lists what it covers), else (False, why)."""
     from . import kernel
 
     why = kernel.unsupported(configs, device)

@@ -1,16 +1,28 @@
-/* One per-pattern training step of K replicas of the paper's LeNet-5, replicas as SIMD lanes.
+/* One per-pattern training step of K replicas of LeNet-5, replicas as SIMD lanes.
  *
  * A group of K replicas runs as ceil(K / 8) independent blocks of KP = 8 lanes (one 256-bit
  * register of floats). Every array of a block keeps the lane innermost: x[c][i][j][k],
  * w[o][c][u][v][k], so that every inner operation is one vector over the 8 replicas; the last
  * block's lanes past K are dummies (zero weights, input and steps: they never change).
  *
- * Step: forward (C1 S2 C3 S4 C5 F6, RBF penalties, MAP/MLE loss), backward, and the update
+ * Step: forward (C1 S2 C3 S4 C5 F6, then the output and the loss), backward, and the update
  * w -= eps * g of every parameter, fused with the backward pass wherever a layer's gradient is
- * final (F6, C5: one sweep over the weights backpropagates to the layer below and updates;
- * C3, C1, S2, S4: as soon as the layer's weight gradient is summed). Absent C3 connections
- * (a per-replica 0/1 mask) are never updated, whatever their step. The convolutions are
- * register-blocked (several outputs or weight gradients in registers, one load per input).
+ * final (F6, C5, a linear output: one sweep over the weights backpropagates to the layer below
+ * and updates; C3, C1, S2, S4: as soon as the layer's weight gradient is summed). Absent C3
+ * connections (a per-replica 0/1 mask) are never updated, whatever their step. The
+ * convolutions are register-blocked (several outputs or weight gradients in registers, one
+ * load per input).
+ *
+ * What the replicas of one group may differ in: the squashing (A tanh(S a) or max(0, a)), the
+ * C3 mask, the S2/S4 scale (trainable average 1/4 or sum 1) and the criterion of an RBF output
+ * (MAP or MLE). What a whole group shares (lenet1998/engine lockstep_key separates the rest):
+ *   S2/S4  POOL_TRAINABLE: a = coef * scale * (2x2 sum) + bias, then the squashing (the paper);
+ *          POOL_AVG: the 2x2 mean, POOL_MAX: the 2x2 maximum (its first occurrence in row-major
+ *          order, PyTorch's rule for ties), both parameter-free and with no squashing after them.
+ *   output OUT_RBF: penalties y_i = sum_j (x_j - c_ij)^2 (Eq. 7), MAP/MLE (Eq. 9/8);
+ *          OUT_LINEAR: logits z = W x + b (10 x 84, with bias), softmax cross-entropy.
+ * A parameter the group's network lacks (S2/S4 of a pooling, the linear output's under RBF)
+ * is still allocated, stays zero and is never read.
  *
  * Parameters are indexed by the ids below; each one is a (K, N) "stacked" matrix outside and
  * (N, KP) per block inside. Plain C11 with GCC/Clang vector extensions, no dependency beyond
@@ -50,11 +62,14 @@ int lk_profile(double *out) {
 #define LANES for (int k = 0; k < KP; k++)
 #define VEC _Pragma("GCC ivdep") LANES
 
-enum { C1W, C1B, S2C, S2B, C3W, C3B, S4C, S4B, C5W, C5B, F6W, F6B, NPARAM };
-static const int PSIZE[NPARAM] = {150, 6, 6, 6, 2400, 16, 16, 16, 48000, 120, 10080, 84};
+enum { C1W, C1B, S2C, S2B, C3W, C3B, S4C, S4B, C5W, C5B, F6W, F6B, OUTW, OUTB, NPARAM };
+static const int PSIZE[NPARAM] = {150, 6, 6, 6, 2400, 16, 16, 16, 48000, 120, 10080, 84, 840, 10};
+enum { POOL_TRAINABLE, POOL_AVG, POOL_MAX };  /* S2/S4 of a group */
+enum { OUT_RBF, OUT_LINEAR };                 /* output layer and criterion of a group */
 
 typedef struct {
     int K;
+    int pool, out;                          /* POOL_*, OUT_*: shared by the group */
     float *p[NPARAM], *e[NPARAM];          /* parameters and their steps, (N, KP) */
     float *A, *S, *AS, *relu, *scale, *mapw; /* per lane */
     float j;
@@ -62,7 +77,7 @@ typedef struct {
     float *mask3;                           /* (16*6, KP): C3 connection per lane, 0/1 */
     int ncon[16], con[16][6];               /* C3: the input maps of each output map, any lane */
     float centres[10 * 84];
-    /* activations (x), derivatives f'(a) (d), 2x2 sums (s) */
+    /* activations (x), derivatives f'(a) (d), 2x2 sums (s; POOL_MAX: the argmax 0..3 of each window) */
     float *x0, *x1, *d1, *s2, *x2, *d2, *x3, *d3, *s4, *x4, *d4, *x5, *d5, *x6, *d6, *pen;
     /* gradients */
     float *g1, *g2, *g3, *g4, *g5, *g6, *gw;
@@ -89,13 +104,16 @@ static void blk_free(lk_t *h) {
 }
 
 /* A, S: squashing A tanh(S a) per replica; relu: 1 for max(0, a); scale: 0.25 or 1 (S2/S4);
- * mapw: 1 (MAP) or 0 (MLE); mask: (K, 16, 6) C3 connections; centres: (10, 84). */
+ * mapw: 1 (MAP) or 0 (MLE); mask: (K, 16, 6) C3 connections; centres: (10, 84);
+ * pool: POOL_*; out: OUT_* (OUT_LINEAR ignores mapw, j and centres). */
 static lk_t *blk_create(int K, const float *A, const float *S, const float *relu, const float *scale,
-                const float *mapw, float j, const float *mask, const float *centres) {
-    if (K < 1 || K > KP) return NULL;
+                const float *mapw, float j, const float *mask, const float *centres, int pool, int out) {
+    if (K < 1 || K > KP || pool < POOL_TRAINABLE || pool > POOL_MAX || out < OUT_RBF || out > OUT_LINEAR) return NULL;
     lk_t *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     h->K = K;
+    h->pool = pool;
+    h->out = out;
     h->j = j;
     int ok = 1;
     for (int i = 0; i < NPARAM; i++) {
@@ -408,6 +426,61 @@ static void subsample_bwd_update(const lk_t *h, const float *restrict ga, const 
     }
 }
 
+/* lanes of a where t is set (-1), of b elsewhere */
+AI v8 sel(v8i t, v8 a, v8 b) { return (v8)(((v8i)a & t) | ((v8i)b & ~t)); }
+
+/* S2/S4 as parameter-free pooling, maps x (H x H) -> out (maps x G x G), G = H / 2, no squashing:
+ * POOL_AVG  out = (((x00 + x01) + x10) + x11) / 4 (PyTorch's order of the sum)
+ * POOL_MAX  out = the first maximum of x00, x01, x10, x11 (row-major; a NaN wins, as in PyTorch),
+ *           its position 0..3 kept in idx for the backward pass */
+static void pool_fwd(const lk_t *h, const float *restrict x, int maps, int H, float *restrict idx,
+                     float *restrict out) {
+    int G = H / 2;
+    for (int m = 0; m < maps; m++)
+        for (int p = 0; p < G; p++)
+            for (int q = 0; q < G; q++) {
+                const float *restrict x00 = x + ((m * H + 2 * p) * H + 2 * q) * KP;
+                v8 v[4] = {LD(x00), LD(x00 + KP), LD(x00 + H * KP), LD(x00 + H * KP + KP)};
+                int n = ((m * G + p) * G + q) * KP;
+                if (h->pool == POOL_AVG) {
+                    ST(out + n, (((v[0] + v[1]) + v[2]) + v[3]) * 0.25f);
+                } else {
+                    v8 best = v[0], at = {0};
+#pragma GCC unroll 3
+                    for (int t = 1; t < 4; t++) {
+                        v8i wins = (v[t] > best) | (v[t] != v[t]);  /* strictly greater, or NaN */
+                        best = sel(wins, v[t], best);
+                        at = sel(wins, (v8){0} + (float)t, at);
+                    }
+                    ST(out + n, best);
+                    ST(idx + n, at);
+                }
+            }
+}
+
+/* pooling backward: ga = gradient at the pooled maps (maps x G x G); writes the gradient at the
+ * pre-activation of the layer below, f'(a) (d, maps x 2G x 2G) included, into gx (rows gW apart,
+ * map m at gx + m * gmap): g / 4 to each input of a window (POOL_AVG), g to its argmax and 0 to
+ * the other three (POOL_MAX) */
+static void pool_bwd(const lk_t *h, const float *restrict ga, const float *restrict idx, int maps, int G,
+                     const float *restrict d, float *restrict gx, int gW, int gmap) {
+    int H = 2 * G;
+    for (int m = 0; m < maps; m++)
+        for (int p = 0; p < G; p++)
+            for (int q = 0; q < G; q++) {
+                int n = ((m * G + p) * G + q) * KP;
+                const float *restrict d00 = d + ((m * H + 2 * p) * H + 2 * q) * KP;
+                float *restrict x00 = gx + (m * gmap + (2 * p) * gW + 2 * q) * KP;
+                const int din[4] = {0, KP, H * KP, H * KP + KP}, xin[4] = {0, KP, gW * KP, gW * KP + KP};
+                v8 g = LD(ga + n), at = LD(idx + n);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) {
+                    v8 dt = LD(d00 + din[t]);
+                    ST(x00 + xin[t], h->pool == POOL_AVG ? (g * 0.25f) * dt : sel(at == (float)t, g * dt, (v8){0}));
+                }
+            }
+}
+
 static void forward(lk_t *h) {
     float *const *P = h->p;
     TSTART;
@@ -421,9 +494,13 @@ static void forward(lk_t *h) {
     TICK(0);
     squash(h, h->x1, h->d1, 4704);
     TICK(1);
-    /* S2 */
-    subsample_fwd(h, h->x1, 6, 28, h->s2, h->x2, P[S2C], P[S2B]);
-    squash(h, h->x2, h->d2, 1176);
+    /* S2: 6@28x28 -> 6@14x14 */
+    if (h->pool == POOL_TRAINABLE) {
+        subsample_fwd(h, h->x1, 6, 28, h->s2, h->x2, P[S2C], P[S2B]);
+        squash(h, h->x2, h->d2, 1176);
+    } else {
+        pool_fwd(h, h->x1, 6, 28, h->s2, h->x2);
+    }
     TICK(2);
     /* C3 */
     for (int o = 0; o < 16; o++) {
@@ -437,9 +514,13 @@ static void forward(lk_t *h) {
     }
     TICK(3);
     squash(h, h->x3, h->d3, 1600);
-    /* S4 */
-    subsample_fwd(h, h->x3, 16, 10, h->s4, h->x4, P[S4C], P[S4B]);
-    squash(h, h->x4, h->d4, 400);
+    /* S4: 16@10x10 -> 16@5x5 */
+    if (h->pool == POOL_TRAINABLE) {
+        subsample_fwd(h, h->x3, 16, 10, h->s4, h->x4, P[S4C], P[S4B]);
+        squash(h, h->x4, h->d4, 400);
+    } else {
+        pool_fwd(h, h->x3, 16, 10, h->s4, h->x4);
+    }
     TICK(4);
     /* C5, F6 */
     full_fwd(h->x4, 400, P[C5W], P[C5B], h->x5, 120);
@@ -447,7 +528,17 @@ static void forward(lk_t *h) {
     squash(h, h->x5, h->d5, 120);
     full_fwd(h->x5, 120, P[F6W], P[F6B], h->x6, 84);
     squash(h, h->x6, h->d6, 84);
-    /* RBF */
+    if (h->out == OUT_LINEAR) {
+        /* linear output: logits z[i] = b[i] + sum_j W[i][j] x6[j], 84 -> 10 (into pen) */
+        for (int i = 0; i < 10; i++) {
+            v8 acc = LD(P[OUTB] + i * KP);
+            for (int jj = 0; jj < 84; jj++) acc += LD(P[OUTW] + (i * 84 + jj) * KP) * LD(h->x6 + jj * KP);
+            ST(h->pen + i * KP, acc);
+        }
+        TICK(6);
+        return;
+    }
+    /* RBF: penalties y[i] = sum_j (x6[j] - c[i][j])^2, 84 -> 10 */
     for (int i = 0; i < 10; i++) {
         v8 acc = {0};
         for (int jj = 0; jj < 84; jj++) {
@@ -463,24 +554,53 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
     float *const *P = h->p, *const *E = h->e;
     int K = h->K;
     TSTART;
-    /* loss and its gradient at the penalties, per lane (scalar: 11 exponentials a lane) */
     float gy[10][KP] __attribute__((aligned(32)));
-    for (int k = 0; k < KP; k++) {
-        int D = k < K ? (int)y[k] : 0;
-        float m = h->mapw[k];
-        float M = -h->j;
-        for (int i = 0; i < 10; i++) M = fmaxf(M, -h->pen[i * KP + k]);
-        float ex[10], Z = expf(-h->j - M);
-        for (int i = 0; i < 10; i++) { ex[i] = expf(-h->pen[i * KP + k] - M); Z += ex[i]; }
-        float lse = M + logf(Z);
-        if (k < K) loss[k] = h->pen[D * KP + k] + m * lse;
-        for (int i = 0; i < 10; i++) gy[i][k] = (i == D ? 1.0f : 0.0f) - m * (ex[i] / Z);
-    }
-    /* RBF: dy_i/dx_j = 2 (x_j - c_ij); then through f of F6 */
-    for (int jj = 0; jj < 84; jj++) {
-        v8 acc = {0}, xj = LD(h->x6 + jj * KP);
-        for (int i = 0; i < 10; i++) acc += LD(gy[i]) * (2.0f * (xj - h->centres[i * 84 + jj]));
-        ST(h->g6 + jj * KP, acc * LD(h->d6 + jj * KP));
+    if (h->out == OUT_LINEAR) {
+        /* softmax cross-entropy and its gradient at the logits z, per lane:
+         * E = log sum_i e^{z_i} - z_D, dE/dz_i = p_i - [i = D] */
+        for (int k = 0; k < KP; k++) {
+            int D = k < K ? (int)y[k] : 0;
+            float M = h->pen[k];
+            for (int i = 1; i < 10; i++) M = fmaxf(M, h->pen[i * KP + k]);
+            float ex[10], Z = 0.0f;
+            for (int i = 0; i < 10; i++) { ex[i] = expf(h->pen[i * KP + k] - M); Z += ex[i]; }
+            if (k < K) loss[k] = M + logf(Z) - h->pen[D * KP + k];
+            for (int i = 0; i < 10; i++) gy[i][k] = ex[i] / Z - (i == D ? 1.0f : 0.0f);
+        }
+        /* linear output backward fused with the update, 10 x 84:
+         * g6[j] = f'(a6[j]) sum_i W[i][j] gy[i] (old W), W[i][j] -= eps gy[i] x6[j], b[i] -= eps_b gy[i] */
+        memset(h->g6, 0, sizeof(float) * 84 * KP);
+        for (int i = 0; i < 10; i++) {
+            v8 g = LD(gy[i]);
+            float *restrict w = P[OUTW] + i * 84 * KP;
+            const float *restrict e = E[OUTW] + i * 84 * KP;
+            for (int jj = 0; jj < 84; jj++) {
+                v8 wv = LD(w + jj * KP);
+                ST(h->g6 + jj * KP, LD(h->g6 + jj * KP) + wv * g);
+                ST(w + jj * KP, wv - LD(e + jj * KP) * (g * LD(h->x6 + jj * KP)));
+            }
+            ST(P[OUTB] + i * KP, LD(P[OUTB] + i * KP) - LD(E[OUTB] + i * KP) * g);
+        }
+        for (int jj = 0; jj < 84; jj++) ST(h->g6 + jj * KP, LD(h->g6 + jj * KP) * LD(h->d6 + jj * KP));
+    } else {
+        /* MAP/MLE loss and its gradient at the penalties, per lane (scalar: 11 exponentials a lane) */
+        for (int k = 0; k < KP; k++) {
+            int D = k < K ? (int)y[k] : 0;
+            float m = h->mapw[k];
+            float M = -h->j;
+            for (int i = 0; i < 10; i++) M = fmaxf(M, -h->pen[i * KP + k]);
+            float ex[10], Z = expf(-h->j - M);
+            for (int i = 0; i < 10; i++) { ex[i] = expf(-h->pen[i * KP + k] - M); Z += ex[i]; }
+            float lse = M + logf(Z);
+            if (k < K) loss[k] = h->pen[D * KP + k] + m * lse;
+            for (int i = 0; i < 10; i++) gy[i][k] = (i == D ? 1.0f : 0.0f) - m * (ex[i] / Z);
+        }
+        /* RBF: dy_i/dx_j = 2 (x_j - c_ij); then through f of F6 */
+        for (int jj = 0; jj < 84; jj++) {
+            v8 acc = {0}, xj = LD(h->x6 + jj * KP);
+            for (int i = 0; i < 10; i++) acc += LD(gy[i]) * (2.0f * (xj - h->centres[i * 84 + jj]));
+            ST(h->g6 + jj * KP, acc * LD(h->d6 + jj * KP));
+        }
     }
     TICK(7);
     /* F6, C5: backward fused with the update */
@@ -488,11 +608,15 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
     for (int n = 0; n < 120; n++) ST(h->g5 + n * KP, LD(h->g5 + n * KP) * LD(h->d5 + n * KP));
     TICK(8);
     full_bwd_update(h->x4, 400, P[C5W], E[C5W], P[C5B], E[C5B], h->g5, 120, h->g4);
-    for (int n = 0; n < 400; n++) ST(h->g4 + n * KP, LD(h->g4 + n * KP) * LD(h->d4 + n * KP));
+    if (h->pool == POOL_TRAINABLE)  /* a pooling has no squashing after it */
+        for (int n = 0; n < 400; n++) ST(h->g4 + n * KP, LD(h->g4 + n * KP) * LD(h->d4 + n * KP));
     TICK(9);
     /* S4: the gradient at C3's pre-activation, into the interior of 18x18 zero-padded maps */
-    subsample_bwd_update(h, h->g4, h->s4, 16, 5, P[S4C], E[S4C], P[S4B], E[S4B], h->d3,
-                         h->g3 + (4 * 18 + 4) * KP, 18, 324);
+    if (h->pool == POOL_TRAINABLE)
+        subsample_bwd_update(h, h->g4, h->s4, 16, 5, P[S4C], E[S4C], P[S4B], E[S4B], h->d3,
+                             h->g3 + (4 * 18 + 4) * KP, 18, 324);
+    else
+        pool_bwd(h, h->g4, h->s4, 16, 5, h->d3, h->g3 + (4 * 18 + 4) * KP, 18, 324);
     TICK(10);
     /* C3: input gradient with the old weights (a convolution of the padded gradient with the
      * rotated kernel), weight and bias gradients, then the update (absent connections stay 0) */
@@ -518,10 +642,14 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
             ST(b, LD(b) - LD(E[C3B] + o * KP) * LD(h->gw + 25 * KP));
         }
     }
-    for (int n = 0; n < 1176; n++) ST(h->g2 + n * KP, LD(h->g2 + n * KP) * LD(h->d2 + n * KP));
+    if (h->pool == POOL_TRAINABLE)
+        for (int n = 0; n < 1176; n++) ST(h->g2 + n * KP, LD(h->g2 + n * KP) * LD(h->d2 + n * KP));
     TICK(11);
     /* S2 */
-    subsample_bwd_update(h, h->g2, h->s2, 6, 14, P[S2C], E[S2C], P[S2B], E[S2B], h->d1, h->g1, 28, 784);
+    if (h->pool == POOL_TRAINABLE)
+        subsample_bwd_update(h, h->g2, h->s2, 6, 14, P[S2C], E[S2C], P[S2B], E[S2B], h->d1, h->g1, 28, 784);
+    else
+        pool_bwd(h, h->g2, h->s2, 6, 14, h->d1, h->g1, 28, 784);
     TICK(12);
     /* C1: weights and bias only */
     for (int o = 0; o < 6; o++) {
@@ -561,7 +689,7 @@ void lk_free(lkg_t *g) {
 
 /* per-replica arrays of length K (mask: (K, 16, 6)); see blk_create */
 lkg_t *lk_create(int K, const float *A, const float *S, const float *relu, const float *scale,
-                 const float *mapw, float j, const float *mask, const float *centres) {
+                 const float *mapw, float j, const float *mask, const float *centres, int pool, int out) {
     if (K < 1) return NULL;
     int nb = (K + KP - 1) / KP;
     lkg_t *g = calloc(1, sizeof *g + nb * sizeof(lk_t *));
@@ -570,7 +698,7 @@ lkg_t *lk_create(int K, const float *A, const float *S, const float *relu, const
     g->nb = nb;
     for (int b = 0; b < nb; b++) {
         int o = b * KP, kb = K - o < KP ? K - o : KP;
-        g->blk[b] = blk_create(kb, A + o, S + o, relu + o, scale + o, mapw + o, j, mask + (size_t)o * 96, centres);
+        g->blk[b] = blk_create(kb, A + o, S + o, relu + o, scale + o, mapw + o, j, mask + (size_t)o * 96, centres, pool, out);
         if (!g->blk[b]) { lk_free(g); return NULL; }
     }
     return g;
@@ -611,7 +739,7 @@ void lk_step(lkg_t *g, const float *x, const int64_t *y, float *pen, float *loss
     lk_steps(g, x, y, pen, loss, 1);
 }
 
-/* forward only: x (n, K, 32, 32) -> penalties (n, K, 10) */
+/* forward only: x (n, K, 32, 32) -> penalties (or logits) (n, K, 10) */
 void lk_forward(lkg_t *g, const float *x, int n, float *pen) {
     for (int b = 0; b < g->nb; b++)
         for (int i = 0; i < n; i++) {

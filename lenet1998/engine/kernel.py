@@ -8,18 +8,27 @@ of source, flags and compiler, and is written atomically), and loaded with ctype
 Python dependency. `available()` is False (and `reason()` says why) without a compiler or when
 the build fails: callers then keep the torch engines.
 
-Same arithmetic as the torch engine (lenet1998/engine/replicas.py): forward, RBF penalties, the MAP/MLE
-criterion of each replica, backward, and w -= eps * g of every parameter, in float32; other
-rounding (summation order, a float tanh of a few ulp, fused multiply-adds).
+Same arithmetic as the torch engine (lenet1998/engine/replicas.py): forward, the output (RBF
+penalties or the logits of a linear layer), the criterion of each replica (MAP/MLE, or softmax
+cross-entropy), backward, and w -= eps * g of every parameter, in float32; other rounding
+(summation order, a float tanh of a few ulp, fused multiply-adds).
+
+What it covers (`unsupported` says why a group does not fit): the paper's layer shapes, per-
+pattern SDLM or SGD on the CPU; per replica any squashing of SQUASHING (scaled tanh, tanh,
+ReLU), either C3 table, trainable S2/S4 averaging or summing, MAP or MLE; per group the S2/S4
+kind (trainable, or parameter-free `avg_pool` / `max_pool` with no squashing after them; max
+pooling routes the gradient to the first maximum of each window in row-major order, as
+F.max_pool2d) and the output (`rbf`, or `linear` 84 -> 10 with bias + `cross_entropy`).
 
     if kernel.available():
-        group = KernelGroup(K, squashing, c3_masks, subsampling_scale, map_weight, j, centres)
-        group.load(stacked_params(model)); group.set_steps(stacked_like(model, eps))
+        group = for_configs(configs)           # or KernelGroup(K, squashing, c3_masks, ...)
+        group.load(stack(nets)); group.set_steps(eps)   # stacked {name: (K, *shape)} (replicas.stack)
         penalties, loss = group.step(x, y)     # x (K, 32, 32), y (K,)
         penalties, loss = group.steps(xs, ys)  # T steps at once: xs (T, K, 32, 32), ys (T, K)
 
-Parameters cross the boundary in the "stacked" layout: the one-network shapes with a
-leading K (see STACKED_SHAPES); `stacked_params` / `load_stacked` convert a group model.
+Parameters cross the boundary in the "stacked" layout: the one-network parameter names and
+shapes with a leading K (see STACKED_SHAPES; a group takes and returns only the parameters its
+network has, `KernelGroup.names`), as lenet1998/engine/replicas.py `stack` / `unstack` make them.
 """
 
 from __future__ import annotations
@@ -47,13 +56,19 @@ STACKED_SHAPES = {
     "C1.weight": (6, 1, 5, 5), "C1.bias": (6,), "S2.coef": (6,), "S2.bias": (6,),
     "C3.weight": (16, 6, 5, 5), "C3.bias": (16,), "S4.coef": (16,), "S4.bias": (16,),
     "C5.weight": (120, 16, 5, 5), "C5.bias": (120,), "F6.weight": (84, 120), "F6.bias": (84,),
+    "head.weight": (10, 84), "head.bias": (10,),
 }
 NAMES = list(STACKED_SHAPES)
+SUBSAMPLING_NAMES = ("S2.coef", "S2.bias", "S4.coef", "S4.bias")  # trainable S2/S4 only
+OUTPUT_NAMES = ("head.weight", "head.bias")  # linear output only
+# The group-wide kinds, as kernel.c's POOL_* and OUT_* enums.
+POOL_KINDS = {"trainable": 0, "avg_pool": 1, "max_pool": 2}
+OUTPUT_KINDS = {"rbf": 0, "linear": 1}
 SQUASHING = {"scaled_tanh": (1.7159, 2.0 / 3.0, 0.0), "tanh": (1.0, 1.0, 0.0), "relu": (1.0, 1.0, 1.0)}
 
 # The stages of kernel.c's -DLK_PROFILE build (KernelGroup(..., profile=True).stage_times()).
 PROFILE_STAGES = ("C1 forward", "C1 squashing", "S2 forward", "C3 forward", "C3 squashing, S4 forward",
-                  "C5 forward", "F6, RBF forward", "loss, RBF backward", "F6 backward+update",
+                  "C5 forward", "F6, output forward", "loss, output backward", "F6 backward+update",
                   "C5 backward+update", "S4 backward+update", "C3 backward+update", "S2 backward+update",
                   "C1 backward+update")
 
@@ -118,7 +133,7 @@ def _lib(extra=()):
         lib = ctypes.CDLL(str(_build(extra)))
         P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
         lib.lk_create.restype = P
-        lib.lk_create.argtypes = [I, P, P, P, P, P, F, P, P]
+        lib.lk_create.argtypes = [I, P, P, P, P, P, F, P, P, I, I]
         lib.lk_free.argtypes = [P]
         lib.lk_load.argtypes = [P, I, I, P]
         lib.lk_export.argtypes = [P, I, I, P]
@@ -167,17 +182,27 @@ class KernelGroup:
     """K replicas trained one pattern each per step by the compiled kernel.
 
     squashing: one of "scaled_tanh", "tanh", "relu" per replica; c3_masks (K, 16, 6) 0/1;
-    subsampling_scale: 0.25 (trainable_average) or 1.0 (trainable_sum) per replica;
-    map_weight: 1 (MAP, Eq. 9) or 0 (MLE, Eq. 8) per replica; j: Eq. (9)'s constant;
-    centres: (10, 84) RBF centres. profile: use a build that times each stage (`stage_times`).
+    subsampling_scale: 0.25 (trainable_average) or 1.0 (trainable_sum) per replica (read only
+    with pool="trainable"); map_weight: 1 (MAP, Eq. 9) or 0 (MLE, Eq. 8) per replica; j: Eq.
+    (9)'s constant; centres: (10, 84) RBF centres (map_weight, j, centres: read only with
+    output="rbf"). pool: S2/S4 of the whole group, "trainable", "avg_pool" or "max_pool";
+    output: "rbf" (MAP/MLE) or "linear" (softmax cross-entropy). profile: use a build that
+    times each stage (`stage_times`).
     """
 
-    def __init__(self, K, squashing, c3_masks, subsampling_scale, map_weight, j, centres, profile=False):
+    def __init__(self, K, squashing, c3_masks, subsampling_scale, map_weight, j, centres, profile=False,
+                 pool="trainable", output="rbf"):
         if not available():
             raise RuntimeError(f"the compiled kernel is not available: {reason()}")
         self.K = int(K)
         if not (len(squashing) == len(subsampling_scale) == len(map_weight) == self.K):
             raise ValueError(f"need one squashing, subsampling scale and map weight per replica (K={K})")
+        if pool not in POOL_KINDS or output not in OUTPUT_KINDS:
+            raise ValueError(f"pool must be one of {list(POOL_KINDS)} and output one of {list(OUTPUT_KINDS)}, "
+                             f"got {pool!r}, {output!r}")
+        self.pool, self.output = pool, output
+        self.names = [n for n in NAMES if (pool == "trainable" or n not in SUBSAMPLING_NAMES)
+                      and (output == "linear" or n not in OUTPUT_NAMES)]
         self._lib = _lib(("-DLK_PROFILE",) if profile else ())
         A, S, relu = (_f32([SQUASHING[s][i] for s in squashing]) for i in range(3))
         scale, mapw = _f32(subsampling_scale), _f32(map_weight)
@@ -188,7 +213,8 @@ class KernelGroup:
         if centres.shape != (10, 84):
             raise ValueError(f"centres must be (10, 84), got {tuple(centres.shape)}")
         self._handle = self._lib.lk_create(self.K, A.data_ptr(), S.data_ptr(), relu.data_ptr(), scale.data_ptr(),
-                                           mapw.data_ptr(), float(j), mask.data_ptr(), centres.data_ptr())
+                                           mapw.data_ptr(), float(j), mask.data_ptr(), centres.data_ptr(),
+                                           POOL_KINDS[pool], OUTPUT_KINDS[output])
         if not self._handle:
             raise MemoryError("lk_create failed")
         self._free = self._lib.lk_free
@@ -201,16 +227,16 @@ class KernelGroup:
             self._handle = None
 
     def _put(self, which: int, tensors: dict):
-        for i, name in enumerate(NAMES):
+        for name in self.names:
             t = _f32(tensors[name])
             if t.shape != (self.K, *STACKED_SHAPES[name]):
                 raise ValueError(f"{name}: expected {(self.K, *STACKED_SHAPES[name])}, got {tuple(t.shape)}")
             if name == "C3.weight" and which == 0:
                 t = t * self.c3_masks[:, :, :, None, None]  # absent connections are exactly 0
-            self._lib.lk_load(self._handle, which, i, t.data_ptr())
+            self._lib.lk_load(self._handle, which, NAMES.index(name), t.data_ptr())
 
     def load(self, params: dict):
-        """Parameters in the stacked layout {name: (K, *shape)}."""
+        """Parameters in the stacked layout {name: (K, *shape)}, for every name in `names`."""
         self._put(0, params)
 
     def set_steps(self, eps: dict):
@@ -219,9 +245,9 @@ class KernelGroup:
 
     def _get(self, which: int) -> dict:
         out = {}
-        for i, name in enumerate(NAMES):
+        for name in self.names:
             t = torch.empty((self.K, *STACKED_SHAPES[name]), dtype=torch.float32)
-            self._lib.lk_export(self._handle, which, i, t.data_ptr())
+            self._lib.lk_export(self._handle, which, NAMES.index(name), t.data_ptr())
             out[name] = t
         return out
 
@@ -246,7 +272,8 @@ class KernelGroup:
 
     def step(self, x: torch.Tensor, y: torch.Tensor):
         """x (K, 32, 32) float32, y (K,) int64 -> (penalties (K, 10), loss (K,)) of the forward
-        pass before the update; then every parameter is updated, w -= eps * g."""
+        pass before the update (a linear output: its logits in place of penalties); then every
+        parameter is updated, w -= eps * g."""
         x = self._input(x)
         if x.shape != (self.K, 32, 32):
             raise ValueError(f"x must be (K, 32, 32), got {tuple(x.shape)}")
@@ -275,7 +302,8 @@ class KernelGroup:
         return pen, loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Penalties without an update: x (N, K, 32, 32) (or (K, 32, 32)) -> (N, K, 10) (or (K, 10))."""
+        """Penalties (or logits) without an update: x (N, K, 32, 32) (or (K, 32, 32)) -> (N, K, 10)
+        (or (K, 10))."""
         single = x.dim() == 3
         x = self._input(x.unsqueeze(0) if single else x)
         if x.shape[1:] != (self.K, 32, 32):
@@ -289,18 +317,30 @@ class KernelGroup:
 # A group of configs
 
 
+def pool_kind(config) -> str:
+    """The kernel's S2/S4 kind of a config: "trainable" (average or sum, per replica), or the
+    parameter-free "avg_pool" / "max_pool"."""
+    return "trainable" if config.subsampling in ("trainable_average", "trainable_sum") else config.subsampling
+
+
 def unsupported(configs, device="cpu") -> str:
     """Why the kernel cannot train this group ('' if it can): it covers per-pattern SDLM/SGD
-    on the CPU with the RBF output, the MAP or MLE criterion and trainable S2/S4."""
+    on the CPU with the paper's layer shapes; the squashings of SQUASHING and either C3 table
+    per replica; per group, trainable S2/S4 (average or sum per replica), avg_pool or max_pool,
+    and the RBF output with MAP or MLE (per replica) or the linear output with cross-entropy."""
     if str(device) != "cpu":
         return f"the kernel runs on the CPU, not {device}"
     for c in configs:
-        if c.output != "rbf" or c.loss not in ("map", "mle"):
-            return "the kernel covers the RBF output with the MAP or MLE criterion only"
-        if c.subsampling not in ("trainable_average", "trainable_sum"):
-            return "the kernel covers trainable S2/S4 (average or sum) only"
+        if not ((c.output == "rbf" and c.loss in ("map", "mle")) or (c.output == "linear" and c.loss == "cross_entropy")):
+            return "the kernel covers the RBF output with the MAP or MLE criterion and the linear output with cross_entropy only"
+        if pool_kind(c) not in POOL_KINDS:
+            return f"the kernel covers S2/S4 {sorted(POOL_KINDS)} only, not {c.subsampling!r}"
+        if c.squashing not in SQUASHING:
+            return f"the kernel covers the squashings {list(SQUASHING)} only, not {c.squashing!r}"
         if c.optimizer not in ("sdlm", "sgd") or c.batch_size != 1:
             return "the kernel covers per-pattern SDLM and SGD only"
+    if len({(pool_kind(c), c.output) for c in configs}) > 1:
+        return "the replicas of a kernel group share the S2/S4 kind (trainable, avg_pool or max_pool) and the output"
     if not available():
         return f"the kernel is not available here: {reason()}"
     return ""
@@ -315,6 +355,8 @@ def for_configs(configs, profile=False) -> KernelGroup:
         raise ValueError(why)
     full = [[1] * 16 for _ in range(6)]
     masks = torch.stack([torch.tensor(C3_TABLES[c.c3_table] or full, dtype=torch.float32).t() for c in configs])  # (K, 16, 6)
-    return KernelGroup(len(configs), [c.squashing for c in configs], masks,
-                       [SUBSAMPLING[c.subsampling](1).scale for c in configs],
-                       [1.0 if c.loss == "map" else 0.0 for c in configs], configs[0].map_j, load_bitmaps(), profile=profile)
+    pool = pool_kind(configs[0])
+    scales = [SUBSAMPLING[c.subsampling](1).scale if pool == "trainable" else 1.0 for c in configs]
+    return KernelGroup(len(configs), [c.squashing for c in configs], masks, scales,
+                       [1.0 if c.loss == "map" else 0.0 for c in configs], configs[0].map_j, load_bitmaps(),
+                       profile=profile, pool=pool, output=configs[0].output)
