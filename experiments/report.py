@@ -469,14 +469,26 @@ def repository_docs(out, quick: bool, seeds: int, epochs: int):
 @click.option("--quick", is_flag=True, help="The --quick grid of experiments.ablate.")
 @click.option("--format", "formats", type=click.Choice(["markdown", "latex"]), multiple=True,
               help="latex: also write ablation.tex (a booktabs tabular) beside ablation.md and ablation.csv.")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Instead of rebuilding the tables: log every finished run under <out>/runs to TensorBoard, "
+                   "from its metrics.csv, as DIR/<variant or label>/seed<N> (needs the tensorboard extra).")
 @data_dir_option
 @one_line_errors
-def main(out, seeds, epochs, quick, formats, data_dir):
+def main(out, seeds, epochs, quick, formats, tensorboard, data_dir):
     """Rebuild results/ tables and figures from the run folders."""
     from .ablate import QUICK
 
     out = Path(out or ("results/quick" if quick else "results"))
     seeds, epochs = seeds or (QUICK["seeds"] if quick else 3), epochs or (QUICK["epochs"] if quick else 20)
+    if tensorboard:
+        from .tensorboard import export_runs
+
+        grid = {}  # a run trained by `train` is logged under the variant whose config it has
+        for name, variant in VARIANTS.items():
+            grid.setdefault(budget(variant.config, epochs, QUICK["train_size"] if quick else 60000).replace(seed=0), name)
+        names = export_runs(out / "runs", Path(tensorboard), lambda config: grid.get(config.replace(seed=0)))
+        click.echo(f"logged {len(names)} runs of {out / 'runs'} to {tensorboard} (tensorboard --logdir {tensorboard})")
+        return
     paths = build_report(out, seeds, epochs, QUICK["train_size"] if quick else 60000, data_dir,
                          readme=repository_docs(out, quick, seeds, epochs), latex="latex" in formats)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
