@@ -483,10 +483,7 @@ def main(out, seeds, epochs, quick, formats, tensorboard, data_dir):
     if tensorboard:
         from .tensorboard import export_runs
 
-        grid = {}  # a run trained by `train` is logged under the variant whose config it has
-        for name, variant in VARIANTS.items():
-            grid.setdefault(budget(variant.config, epochs, QUICK["train_size"] if quick else 60000).replace(seed=0), name)
-        names = export_runs(out / "runs", Path(tensorboard), lambda config: grid.get(config.replace(seed=0)))
+        names = export_runs(out / "runs", Path(tensorboard))
         click.echo(f"logged {len(names)} runs of {out / 'runs'} to {tensorboard} (tensorboard --logdir {tensorboard})")
         return
     paths = build_report(out, seeds, epochs, QUICK["train_size"] if quick else 60000, data_dir,

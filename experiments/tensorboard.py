@@ -6,8 +6,8 @@
     tensorboard --logdir runs-tb
 
 A run is logged under <DIR>/<variant or label>/seed<N>: `ablate` names a run by its variant,
-`train` by --label, and `report` by the variant of the report's grid whose config it has, else
-the label stored in its config.json. Its scalars come from the run
+`train` by --label, and `report` by the label stored in its config.json, except that a run
+labelled `train` (the default) is named by the variant whose config it has (run_label). Its scalars come from the run
 folder's metrics.csv, the record of the run, so a log always equals the run's own numbers: per
 pass (step = pass number) the test error, the training error measured on the fly, the
 validation error (runs with val_size > 0), the training loss, eta, the range of the SDLM steps
@@ -124,11 +124,28 @@ class TensorBoardLog:
         self.close()
 
 
-def export_runs(runs_root: Path, logdir: Path, variant_of=None) -> list:
+TRAIN_LABEL = "train"  # experiments.train's default --label: it says nothing of the config
+
+
+def run_label(label: str, config) -> str:
+    """The name a stored run is shown under: its label, except that a run labelled `train`
+    takes the name of the ablation variant whose config it has (at the run's own passes and
+    training-set size), if there is one; `ablate` already labels its runs by variant."""
+    from .variants import VARIANTS, budget
+
+    if label != TRAIN_LABEL:
+        return label
+    for name, variant in VARIANTS.items():
+        if budget(variant.config, config.epochs, config.train_size).replace(seed=config.seed) == config:
+            return name
+    return label
+
+
+def export_runs(runs_root: Path, logdir: Path) -> list:
     """Log every finished run folder under `runs_root` (from its metrics.csv, without training)
-    as <name>/seed<N>: the name variant_of(config) gives (a LeNetConfig -> variant name or None),
-    else the label in its config.json. Two runs with the same name and seed get their config
-    hash appended. A folder that cannot be read costs one line on stderr. Returns the names logged."""
+    as <name>/seed<N>, named by run_label from its config.json. Two runs with the same name and
+    seed get their config hash appended. A folder that cannot be read costs one line on stderr.
+    Returns the names logged."""
     from lenet1998.config import LeNetConfig
 
     found = []
@@ -140,7 +157,7 @@ def export_runs(runs_root: Path, logdir: Path, variant_of=None) -> list:
         except Exception as e:  # unreadable JSON, or a config this version cannot hold
             click.echo(f"skipped {done.parent}: config.json unusable ({type(e).__name__})", err=True)
             continue
-        found.append((run_name((variant_of and variant_of(config)) or label, config.seed), done.parent))
+        found.append((run_name(run_label(label, config), config.seed), done.parent))
     counts = {}
     for name, _ in found:
         counts[name] = counts.get(name, 0) + 1
