@@ -94,14 +94,19 @@ def per_pass_figure(data: pd.DataFrame, column: str, ylabel: str, title: str, pa
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(variant, fontsize=9)
         ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(variants):]:
-        ax.axis("off")
+    last = int(data["pass"].max())
+    for i, ax in enumerate(axes.flat):
+        if i >= len(variants):
+            ax.axis("off")
+            continue
+        ax.set_xlim(0.5, last + 0.5)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MultipleLocator(math.ceil(last / 7)))  # whole passes
+        if i + cols >= len(variants):  # the lowest panel of its column: label the passes
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("pass", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("pass", fontsize=8)
     handles = [matplotlib.lines.Line2D([], [], color=colour[s], marker="o", markersize=2.5, lw=1, label=f"seed {s}")
                for s in seeds]
     if paper and "paper" in variants:
