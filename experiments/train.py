@@ -37,8 +37,8 @@ from .common import (
               help="Folder of run folders.")
 @click.option("--label", default="train", show_default=True, help="Name stored with the run.")
 @click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Also log each run to TensorBoard as it trains, under DIR/<label>/seed<N> (needs the "
-                   "tensorboard extra).")
+              help="Also log each run to TensorBoard as it trains, under DIR/<label>/seed<N> (the default label: "
+                   "the variant whose config the run has, if any; needs the tensorboard extra).")
 @data_dir_option
 @device_option
 @threads_option
@@ -56,10 +56,11 @@ def main(seeds, epochs, overrides, out, label, tensorboard, data_dir, device, th
     data = load_mnist(data_dir)
     tb = None
     if tensorboard:  # before training: a missing extra fails at once
-        from .tensorboard import TensorBoardLog, run_name
+        from .tensorboard import TensorBoardLog, run_label, run_name
 
         tb = TensorBoardLog(tensorboard)
-        logged = {s: (RunFolder(root, config.replace(seed=s)).path, run_name(label, s)) for s in seeds}
+        runs = {s: config.replace(seed=s) for s in seeds}
+        logged = {s: (RunFolder(root, c).path, run_name(run_label(label, c), s)) for s, c in runs.items()}
     t0 = time.perf_counter()
     bar = {"last": 0.0}
 
@@ -75,6 +76,7 @@ def main(seeds, epochs, overrides, out, label, tensorboard, data_dir, device, th
             h = r.history[-1]
             click.echo(f"seed {r.seed} pass {pass_number:2d}/{config.epochs}: eta {h['eta']:.0e} "
                        f"train {h['train_error']:.2f}% (on the fly) test {h['test_error']:.2f}% "
+                       + (f"val {h['val_error']:.2f}% " if "val_error" in h else "") +
                        f"loss {h['train_loss']:.4f} [{h['wall_time_s']:.0f} s]"
                        + (f"  FAILED: {r.failed}" if r.failed else ""))
             if tb is not None:  # the rows of metrics.csv (written before this call) not yet logged

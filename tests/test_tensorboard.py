@@ -118,3 +118,12 @@ def test_without_tensorboard_the_option_says_how_to_install_it(tmp_path, monkeyp
     assert result.exit_code == 1
     assert 'not installed: pip install -e ".[tensorboard]"' in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_run_of_train_is_named_by_the_variant_it_is():
+    from experiments.tensorboard import run_label
+
+    assert run_label("train", LeNetConfig(seed=3)) == "paper"
+    assert run_label("train", LeNetConfig(loss="mle", epochs=2, train_size=100)) == "mle"
+    assert run_label("train", LeNetConfig(train_size=100, val_size=10)) == "train"  # no variant holds patterns out
+    assert run_label("paper@15000", LeNetConfig(train_size=15000)) == "paper@15000"  # a label of its own stays
