@@ -43,10 +43,16 @@ from .variants import FAMILY_SEEDS, GRID, VARIANTS, budget, family
 QUICK = {"epochs": 1, "train_size": 2000, "seeds": 2}
 
 
-def run_job(name, runs, root, data_dir, device, threads, engine):
+def run_job(name, runs, root, data_dir, device, threads, engine, tensorboard=None):
     """Train one lockstep group, runs [(label, config with its seed), ...], into run folders;
-    runs in a worker process."""
+    runs in a worker process. tensorboard: a folder to log each run to as its passes finish."""
     torch.set_num_threads(threads)
+    tb = None
+    if tensorboard:
+        from .tensorboard import TensorBoardLog, run_name
+
+        tb = TensorBoardLog(tensorboard)
+        logged = {(label, c.seed): (RunFolder(root, c).path, run_name(label, c.seed)) for label, c in runs}
     data = load_mnist(data_dir, download=False)
     epochs = runs[0][1].epochs
     t0 = time.perf_counter()
@@ -61,8 +67,13 @@ def run_job(name, runs, root, data_dir, device, threads, engine):
         tests = "; ".join(f"{label} {' '.join(t)}" for label, t in by_label.items())
         click.echo(f"[{name}] pass {pass_number}/{epochs} test % by seed: {tests}"
                    f"  ({elapsed / 60:.1f} min, ~{left / 60:.1f} min left)")
+        if tb is not None:  # the rows of each metrics.csv (written before this call) not yet logged
+            for label, r in labelled:
+                tb.log(*logged[label, r.seed])
 
     train_group(runs, root, data, device, on_pass=report, engine=engine)
+    if tb is not None:
+        tb.close()
     return name
 
 
@@ -172,12 +183,15 @@ def validate_names(ctx, param, names):
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Results folder (default results/, or results/quick with --quick).")
 @click.option("--quick", is_flag=True, help="1 pass on 2,000 patterns, 2 seeds: a smoke check of the pipeline.")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also log each run to TensorBoard as it trains, under DIR/<variant>/seed<N> (needs the "
+                   "tensorboard extra; runs already done: python -m experiments.report --tensorboard DIR).")
 @data_dir_option
 @device_option
 @engine_option
 @one_line_errors
-def main(run_all, names, families, list_only, seeds, seed_plan, epochs, jobs, lockstep, out, quick, data_dir, device,
-         engine):
+def main(run_all, names, families, list_only, seeds, seed_plan, epochs, jobs, lockstep, out, quick, tensorboard, data_dir,
+         device, engine):
     """Train the ablation grid and rebuild results/ from the run folders."""
     if list_only:
         for v in VARIANTS.values():
@@ -194,6 +208,10 @@ def main(run_all, names, families, list_only, seeds, seed_plan, epochs, jobs, lo
     if seed_plan:
         seeds = planned_seeds(out, selected, seeds, epochs, train_size)
     load_mnist(data_dir)  # fail early, with one line, if the data is missing or corrupt
+    if tensorboard:
+        from .tensorboard import summary_writer
+
+        summary_writer()  # fail early, with one line, if the extra is missing
 
     groups = plan(selected, seeds, epochs, train_size, root, lockstep)
     todo = sum(len(runs) for _, runs in groups)
@@ -205,7 +223,7 @@ def main(run_all, names, families, list_only, seeds, seed_plan, epochs, jobs, lo
     for name, runs in groups:
         click.echo(f"  group of {len(runs)}: {name}")
     t0 = time.perf_counter()
-    args = [(name, runs, root, data_dir, device, 1, engine) for name, runs in groups]
+    args = [(name, runs, root, data_dir, device, 1, engine, tensorboard) for name, runs in groups]
     if jobs == 1 or len(args) <= 1:
         for i, a in enumerate(args, 1):
             run_job(*a)

@@ -10,7 +10,7 @@ import sys
 import click
 import torch
 
-from lenet1998.config import ConfigError, LeNetConfig
+from lenet1998.config import TRAIN_PATTERNS, ConfigError, LeNetConfig
 from lenet1998.data import DataError
 from lenet1998.results import ResultsError
 from lenet1998.train import ENGINES
@@ -31,7 +31,8 @@ def resolve_device(name: str) -> str:
 
 SET_HELP = ("Change one config field, e.g. --set init=paper (repeatable). eta_schedule takes "
             "FIRST_PASS:ETA stages, e.g. --set eta_schedule=1:5e-4,3:2e-4 (5e-4 from pass 1, 2e-4 from pass 3). "
-            "The seed is set with --seed, not --set.")
+            "The seed is set with --seed, not --set. val_size=N holds out the last N training patterns as a "
+            "validation split and, without train_size, trains on the rest.")
 
 
 def article(noun: str) -> str:
@@ -64,7 +65,8 @@ def parse_eta_schedule(pair: str, value: str) -> tuple:
 
 
 def parse_overrides(pairs) -> dict:
-    """FIELD=VALUE strings -> {field: typed value}, typed by the LeNetConfig field."""
+    """FIELD=VALUE strings -> {field: typed value}, typed by the LeNetConfig field. val_size=N
+    without train_size trains on the other 60,000 - N patterns (train_size=60000 - N)."""
     fields = {f.name: f for f in dataclasses.fields(LeNetConfig)}
     defaults = LeNetConfig()
     out = {}
@@ -83,6 +85,8 @@ def parse_overrides(pairs) -> dict:
             out[name] = value if kind is str else kind(value)
         except ValueError:
             raise click.BadParameter(f"{pair!r}: {name} takes {article(kind.__name__)}", param_hint="--set") from None
+    if out.get("val_size", 0) > 0 and "train_size" not in out:  # hold out val_size, train on the rest
+        out["train_size"] = max(1, TRAIN_PATTERNS - out["val_size"])
     return out
 
 

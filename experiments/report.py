@@ -24,6 +24,7 @@ from lenet1998.paper import FIG5, FIG9_LENET, LINEAR_CLASSIFIER_ERROR
 from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest, read_metrics
 
 from .common import data_dir_option, one_line_errors
+from .figures import by_variant, loss_curves, save, test_error_curves
 from .stats import holm, trains, variant_summary, welch_interval
 from .variants import GRID as VARIANTS, budget  # the report covers today's single-factor grid
 
@@ -474,17 +475,11 @@ def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> lis
     folder = check_writable(out / "figures")  # a read-only figures/: one line naming it
     written = []
 
-    curves = per_pass(out, runs)
-    if len(curves):
-        fig, ax = plt.subplots(figsize=(8, 5))
-        sns.lineplot(data=curves, x="pass", y="test_error", hue="variant", errorbar="sd", ax=ax)
-        ax.plot(list(FIG5), [v[0] for v in FIG5.values()], "ks", label="paper, Fig. 5", markersize=5)
-        ax.set(yscale="log", xlabel="pass", ylabel="test error (%)", title="Test error per pass (mean ± sd over seeds)")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.legend(fontsize=7, ncol=2)
-        written.append(save_figure(fig, folder / "test_error_per_pass.png"))
+    # Per pass, small multiples by variant (experiments/figures.py): every seed a line.
+    grouped = by_variant(out, runs[runs.status == "ok"] if len(runs) else runs)
+    if grouped:
+        written += test_error_curves(grouped, folder / "test_error_curves")[:1]
+        written += loss_curves(grouped, folder / "loss_curves")[:1]
 
     ok = runs[runs.status == "ok"] if len(runs) else runs
     if len(table) and len(ok):  # every run failed: no error to plot
@@ -577,17 +572,10 @@ def misclassified(out, run, folder, data_dir, plt):
 
 
 def save_figure(fig, path):
-    """Write `fig` to `path` (PNG) and beside it as PDF, each atomically (temporary name, then
-    rename), and close it."""
+    """Write `fig` to `path` (PNG) and beside it as PDF, each atomically, and close it
+    (experiments.figures.save); returns the PNG's path."""
     fig.tight_layout()
-    for target in (path, path.with_suffix(".pdf")):  # PDF beside PNG, for papers
-        tmp = target.with_name(f".{target.name}.tmp{target.suffix}")
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(target)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+    return save(fig, path.with_suffix(""))[0]
 
 
 def paper_run_table(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
@@ -723,14 +711,23 @@ def repository_docs(out, quick: bool, seeds: int, epochs: int):
 @click.option("--quick", is_flag=True, help="The --quick grid of experiments.ablate.")
 @click.option("--format", "formats", type=click.Choice(["markdown", "latex"]), multiple=True,
               help="latex: also write ablation.tex (a booktabs tabular) beside ablation.md and ablation.csv.")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Instead of rebuilding the tables: log every finished run under <out>/runs to TensorBoard, "
+                   "from its metrics.csv, as DIR/<variant or label>/seed<N> (needs the tensorboard extra).")
 @data_dir_option
 @one_line_errors
-def main(out, seeds, epochs, quick, formats, data_dir):
+def main(out, seeds, epochs, quick, formats, tensorboard, data_dir):
     """Rebuild results/ tables and figures from the run folders."""
     from .ablate import QUICK
 
     out = Path(out or ("results/quick" if quick else "results"))
     seeds, epochs = seeds or (QUICK["seeds"] if quick else MAX_SEEDS), epochs or (QUICK["epochs"] if quick else 20)
+    if tensorboard:
+        from .tensorboard import export_runs
+
+        names = export_runs(out / "runs", Path(tensorboard))
+        click.echo(f"logged {len(names)} runs of {out / 'runs'} to {tensorboard} (tensorboard --logdir {tensorboard})")
+        return
     paths = build_report(out, seeds, epochs, QUICK["train_size"] if quick else 60000, data_dir,
                          readme=repository_docs(out, quick, seeds, epochs), latex="latex" in formats)
     click.echo("wrote " + ", ".join(str(p) for p in paths))

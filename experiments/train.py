@@ -2,6 +2,8 @@
 
     python -m experiments.train --seed 0
     python -m experiments.train --seed 0 --seed 1 --set loss=mle   # two seeds in lockstep
+    python -m experiments.train --seed 0 --set val_size=10000      # val_error per pass, on the last 10,000
+    python -m experiments.train --seed 0 --tensorboard runs-tb     # then: tensorboard --logdir runs-tb
 
 Expected (paper config, seed 0, 1 thread of this 2-core CPU): about 1.5 ms a pattern, 30-35
 minutes for 20 passes; final test error near 1% (the paper: 0.95%). A killed run resumes from
@@ -17,7 +19,7 @@ import torch
 
 from lenet1998.config import LeNetConfig
 from lenet1998.data import load_mnist
-from lenet1998.results import check_writable, train_runs
+from lenet1998.results import RunFolder, check_writable, train_runs
 
 from .common import (
     SET_HELP, data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, parse_overrides,
@@ -34,12 +36,15 @@ from .common import (
 @click.option("--out", type=click.Path(file_okay=False), default="results/runs", show_default=True,
               help="Folder of run folders.")
 @click.option("--label", default="train", show_default=True, help="Name stored with the run.")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also log each run to TensorBoard as it trains, under DIR/<label>/seed<N> (the default label: "
+                   "the variant whose config the run has, if any; needs the tensorboard extra).")
 @data_dir_option
 @device_option
 @threads_option
 @engine_option
 @one_line_errors
-def main(seeds, epochs, overrides, out, label, data_dir, device, threads, engine):
+def main(seeds, epochs, overrides, out, label, tensorboard, data_dir, device, threads, engine):
     """Train the paper's LeNet-5 (or a variant of it via --set) on MNIST."""
     torch.set_num_threads(threads)
     changes = parse_overrides(overrides)
@@ -49,6 +54,13 @@ def main(seeds, epochs, overrides, out, label, data_dir, device, threads, engine
     device = resolve_device(device)
     root = check_writable(out)
     data = load_mnist(data_dir)
+    tb = None
+    if tensorboard:  # before training: a missing extra fails at once
+        from .tensorboard import TensorBoardLog, run_label, run_name
+
+        tb = TensorBoardLog(tensorboard)
+        runs = {s: config.replace(seed=s) for s in seeds}
+        logged = {s: (RunFolder(root, c).path, run_name(run_label(label, c), s)) for s, c in runs.items()}
     t0 = time.perf_counter()
     bar = {"last": 0.0}
 
@@ -64,10 +76,17 @@ def main(seeds, epochs, overrides, out, label, data_dir, device, threads, engine
             h = r.history[-1]
             click.echo(f"seed {r.seed} pass {pass_number:2d}/{config.epochs}: eta {h['eta']:.0e} "
                        f"train {h['train_error']:.2f}% (on the fly) test {h['test_error']:.2f}% "
+                       + (f"val {h['val_error']:.2f}% " if "val_error" in h else "") +
                        f"loss {h['train_loss']:.4f} [{h['wall_time_s']:.0f} s]"
                        + (f"  FAILED: {r.failed}" if r.failed else ""))
+            if tb is not None:  # the rows of metrics.csv (written before this call) not yet logged
+                tb.log(*logged[r.seed])
 
     folders = train_runs(config, seeds, root, data, label, device, on_pass=report, on_progress=progress, engine=engine)
+    if tb is not None:  # runs finished before this command: log them too
+        for seed in seeds:
+            tb.log(*logged[seed])
+        tb.close()
     for f in folders:
         click.echo(f"run folder: {f.path}")
     exit_if_all_failed(folders)

@@ -9,7 +9,9 @@ silent the default is our best reading, and REPRODUCING.md lists it under "Open 
 `sdlm_output_curvature` (the second derivative that seeds the h_kk recursion). Two fields
 exist to measure readings beside ours: `distortion_scale` (the distortion ranges, which the
 paper does not give, scaled around their identity values) and `sdlm_subsampling_h` (the S2/S4
-coefficient's h_kk per connection, Eq. 23, or with its connections' cross terms kept).
+coefficient's h_kk per connection, Eq. 23, or with its connections' cross terms kept). One
+exists for choosing without the test set: `val_size` holds out the last patterns of the 60,000
+as a validation split (0, the default, is the paper: every pattern trains).
 
 Deviation: `init` defaults to "paper_sqrt" (U(+-2.4/sqrt(F_i))) and `subsampling` to
 "trainable_average" (Sec. II-A). Read literally, U(+-2.4/F_i) leaves every SDLM step at the cap
@@ -35,6 +37,9 @@ from .sdlm import STEP_RULES
 
 # distortion_scale at most this: every scale and squeeze factor stays positive (lenet1998/distortions.py).
 MAX_DISTORTION_SCALE = 5.0
+
+# MNIST's training set (Sec. III-A): train_size and val_size share it.
+TRAIN_PATTERNS = 60000
 
 # The paper's learning-rate schedule (Sec. III-B): (first pass of the stage, eta), passes from 1.
 PAPER_ETA_SCHEDULE = ((1, 5e-4), (3, 2e-4), (6, 1e-4), (9, 5e-5), (13, 1e-5))
@@ -87,6 +92,7 @@ class LeNetConfig:
     # --- data (Sec. II-B, III-A, III-C) ---
     input_coding: str = "paper"  # white -0.1, black 1.175, padded to 32x32 with -0.1
     train_size: int = 60000  # the first N training patterns (Fig. 6)
+    val_size: int = 0  # the last N of the 60,000 held out as a validation split (0: none, the paper)
     distortions: str = "none"
     distortion_scale: float = 1.0  # every range of DISTORTION_RANGES scaled around its identity value
     seed: int = 0
@@ -163,8 +169,14 @@ def validate(c: LeNetConfig) -> None:
         raise ConfigError(f"batch_size must be at least 1, got {c.batch_size}")
     if c.optimizer == "sdlm" and c.batch_size != 1:
         raise ConfigError("optimizer='sdlm' updates after every pattern: batch_size must be 1")
-    if not 1 <= c.train_size <= 60000:
-        raise ConfigError(f"train_size must be in 1..60000, got {c.train_size}")
+    if not 1 <= c.train_size <= TRAIN_PATTERNS:
+        raise ConfigError(f"train_size must be in 1..{TRAIN_PATTERNS}, got {c.train_size}")
+    if not 0 <= c.val_size < TRAIN_PATTERNS:
+        raise ConfigError(f"val_size must be in 0..{TRAIN_PATTERNS - 1}, got {c.val_size}")
+    if c.train_size > TRAIN_PATTERNS - c.val_size:
+        raise ConfigError(f"train_size={c.train_size} does not fit beside val_size={c.val_size}: the validation "
+                          f"patterns are the last {c.val_size} of the {TRAIN_PATTERNS}, so train_size must be at "
+                          f"most {TRAIN_PATTERNS - c.val_size} (set train_size={TRAIN_PATTERNS - c.val_size} to train on the rest)")
     if c.map_j <= 0:
         raise ConfigError(f"map_j must be positive (Eq. 9), got {c.map_j}")
     if c.sdlm_mu <= 0 or c.sdlm_samples < 1 or c.sdlm_output_curvature < 0:

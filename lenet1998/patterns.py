@@ -7,6 +7,10 @@ on 500 patterns before each pass) and Sec. III-C (60,000 originals + 540,000 dis
 Registries declared here: `ORDER` ("fixed": one permutation for every pass, as the paper;
 "reshuffle": a new one each pass) and `DISTORTIONS` ("none", or "affine": a pass is n patterns
 drawn without replacement from the pool of 10 n, lenet1998/distortions.py).
+
+Validation split (not in the paper; LeNetConfig.val_size): the last val_size patterns of the
+training set are held out, the run trains on the first train_size of the others, and its h_kk
+sample and distortion pool come from those training patterns alone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import torch
 
 from .data import code, encode, ink
 from .distortions import POOL_FACTOR, DistortionPool
-from .registry import Registry
+from .registry import ConfigError, Registry
 
 # Streams of per-seed random numbers, so that no two uses share a generator.
 STREAM_ORDER, STREAM_HESSIAN, STREAM_DISTORTIONS, STREAM_POOL = 1, 2, 3, 4
@@ -47,6 +51,7 @@ class TrainingPatterns:
     def __init__(self, config, data, device="cpu", images=None):
         """images: the coded training images, if already made (runs of one coding share them)."""
         self.config, self.n, self.device = config, config.train_size, device
+        validation_range(config, data)  # the training patterns lie before the held-out ones
         if images is None:
             images = encode(data.train_images[:self.n], config.input_coding).to(device)
         self.images = images  # (n, 32, 32)
@@ -72,6 +77,25 @@ class TrainingPatterns:
         m = min(self.config.sdlm_samples, self.n)
         index = torch.randperm(self.n, generator=generator(self.config.seed, STREAM_HESSIAN, pass_number))[:m]
         return self.images[index.to(self.device)]
+
+
+def validation_range(config, data) -> range:
+    """The indices of the held-out patterns in the training set: its last val_size (empty for 0).
+    ConfigError if the first train_size patterns would reach them (a training set shorter than 60,000)."""
+    total = len(data.train_labels)
+    if config.train_size > total - config.val_size:
+        raise ConfigError(f"train_size={config.train_size} and val_size={config.val_size} need "
+                          f"{config.train_size + config.val_size} training patterns; the data has {total}")
+    return range(total - config.val_size, total)
+
+
+def validation_images(config, data, device="cpu"):
+    """The held-out patterns (val_size, 32, 32) coded for `config`, and their labels; None if val_size is 0."""
+    held_out = validation_range(config, data)
+    if not len(held_out):
+        return None
+    images = data.train_images[held_out.start:held_out.stop]
+    return encode(images, config.input_coding).to(device), data.train_labels[held_out.start:held_out.stop].to(device)
 
 
 def test_images(config, data, device="cpu"):

@@ -3,7 +3,8 @@
 Paper: Sec. III-B and Appendix C. Per pass: re-estimate the diagonal Hessian h_kk on 500
 patterns and fix the steps eps_k = eta / (mu + h_kk) (lenet1998/sdlm.py); then present every
 training pattern once, in a constant random order, and after each single pattern take the step
-w_k -= eps_k dE/dw_k (Eq. 18); then measure the test error. SGD is the same loop with
+w_k -= eps_k dE/dw_k (Eq. 18); then measure the test error (and the validation error, if the
+config holds patterns out). SGD is the same loop with
 h_kk = 0; Adam (the modern ablation) the same loop over minibatches. Every run of the project
 is equivalent to this loop: the lockstep engine (lenet1998/engine/) is tested against it.
 """
@@ -16,7 +17,7 @@ import torch
 
 from .loss import LOSSES
 from .model import LeNet5
-from .patterns import TrainingPatterns, test_images
+from .patterns import TrainingPatterns, test_images, validation_images
 from .sdlm import STEP_RULES
 from .train import ResumePoint, RunResult, evaluate, pass_record, timer
 
@@ -32,6 +33,7 @@ def train(config, data, device="cpu", start: ResumePoint | None = None, on_pass=
     criterion = LOSSES[config.loss]
     train_set = TrainingPatterns(config, data, device)
     x_test, y_test = test_images(config, data, device)
+    validation = validation_images(config, data, device)  # None: no validation split (the paper)
     result, first_pass = RunResult(config.seed), 1
     if start is not None:
         model.load_state(start.state)
@@ -61,8 +63,10 @@ def train(config, data, device="cpu", start: ResumePoint | None = None, on_pass=
                 break
         train_time = elapsed()
         test_error = evaluate(model, x_test, y_test)
+        val_error = None if validation is None else evaluate(model, *validation)
         times = {"wall_time_s": elapsed(), "train_time_s": train_time, "hessian_time_s": hessian_time}
-        result.history.append(pass_record(config, pass_number, wrong, loss_sum, test_error, times, rule.ranges()))
+        result.history.append(pass_record(config, pass_number, wrong, loss_sum, test_error, times, rule.ranges(),
+                                          val_error))
         if pass_number == config.epochs:
             result.history[-1]["train_error_final"] = evaluate(model, train_set.images, train_set.labels)
         result.state = model.state()

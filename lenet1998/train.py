@@ -55,11 +55,12 @@ def evaluate(model, images: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def pass_record(config: LeNetConfig, pass_number: int, wrong: float, loss_sum: float, test_error: float,
-                times: dict, ranges: dict) -> dict:
-    """The metrics.csv row of one pass (training error and loss on the fly, as in Fig. 5)."""
+                times: dict, ranges: dict, val_error: float | None = None) -> dict:
+    """The metrics.csv row of one pass (training error and loss on the fly, as in Fig. 5). A run
+    with a validation split (val_size > 0) also records `val_error`; the others have no such column."""
     record = {"pass": pass_number, "eta": config.step_size(pass_number),
               "train_error": 100.0 * wrong / config.train_size, "train_loss": loss_sum / config.train_size,
-              "test_error": test_error, **times}
+              "test_error": test_error, **({} if val_error is None else {"val_error": val_error}), **times}
     for layer, (lo, hi) in ranges.items():
         record[f"eps_min_{layer}"], record[f"eps_max_{layer}"] = lo, hi
     return record

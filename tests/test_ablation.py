@@ -65,8 +65,8 @@ def test_quick_runs_the_whole_pipeline(tmp_path, data_dir):
     result = CliRunner().invoke(ablate, ["--quick", "--jobs", "2", "--engine", "eager", "--out", str(tmp_path),
                                          "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
-    for name in ("runs.csv", "ablation.csv", "ablation.md", "paper.csv", "figures/test_error_per_pass.png",
-                 "figures/ablation.png", "figures/misclassified.png"):
+    for name in ("runs.csv", "ablation.csv", "ablation.md", "paper.csv", "figures/test_error_curves.png",
+                 "figures/loss_curves.png", "figures/ablation.png", "figures/misclassified.png"):
         assert (tmp_path / name).is_file(), name
     table = (tmp_path / "ablation.csv").read_text()
     assert all(name in table for name in GRID)  # --quick: today's single-factor grid

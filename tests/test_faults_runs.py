@@ -107,7 +107,7 @@ def test_the_report_without_mnist_builds_the_rest_and_names_the_skipped_figures(
     monkeypatch.delenv("LENET1998_DATA", raising=False)
     paths = build_report(out, seeds=2, epochs=EPOCHS, train_size=TRAIN_SIZE, data_dir=tmp_path / "no-mnist")
     names = {p.name for p in paths}
-    assert {"runs.csv", "ablation.md", "ablation.csv", "test_error_per_pass.png", "ablation.png"} <= names
+    assert {"runs.csv", "ablation.md", "ablation.csv", "test_error_curves.png", "loss_curves.png", "ablation.png"} <= names
     assert not {"distortions.png", "misclassified.png"} & names
     lines = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
     assert len(lines) == 1 and "distortions.png" in lines[0] and "misclassified.png" in lines[0]

@@ -5,7 +5,8 @@ budget (`lockstep_key`). Each run keeps its one-network LeNet5 (lenet1998/model.
 step rule (lenet1998/sdlm.py): before a pass they estimate h_kk and set eps exactly as the
 reference trainer does; during the pass the group steps all K networks on one pattern each
 (their own pattern, in their own order); after it the networks are evaluated as the reference
-does. Only the per-pattern step is fast machinery, in one of three paths, chosen once:
+does (test error, and validation error where the runs hold patterns out). Only the per-pattern
+step is fast machinery, in one of three paths, chosen once:
 
     kernel    lenet1998/engine/kernel.py: a C kernel, replicas as the SIMD lanes (paper shapes;
               every S2/S4 kind: trainable, avg_pool, max_pool; the RBF output with MAP or MLE
@@ -26,7 +27,7 @@ import shutil
 import torch
 
 from ..model import LeNet5
-from ..patterns import TrainingPatterns, test_images
+from ..patterns import TrainingPatterns, test_images, validation_images
 from ..sdlm import STEP_RULES
 from ..train import RunResult, evaluate, pass_record, timer
 from .replicas import TorchGroup, stack, unstack
@@ -110,6 +111,7 @@ def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progr
     codings = {c.input_coding for c in configs}
     images = {cd: TrainingPatterns(c0.replace(input_coding=cd, distortions="none"), data, device).images for cd in codings}
     tests = {cd: test_images(c0.replace(input_coding=cd), data, device) for cd in codings}
+    vals = {cd: validation_images(c0.replace(input_coding=cd), data, device) for cd in codings}  # val_size is shared
     sets = [TrainingPatterns(c, data, device, images[c.input_coding]) for c in configs]
     group, path = make_group(configs, engine, device)
     results = [RunResult(c.seed, engine=path) for c in configs]
@@ -134,11 +136,14 @@ def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progr
         train_time = elapsed()
         unstack(group.export(), nets)
         test_errors = error_rates(group, nets, configs, {cd: x for cd, (x, _) in tests.items()}, tests[c0.input_coding][1])
+        val_errors = [None] * K if not c0.val_size else \
+            error_rates(group, nets, configs, {cd: x for cd, (x, _) in vals.items()}, vals[c0.input_coding][1])
         if pass_number == c0.epochs:
             train_errors = error_rates(group, nets, configs, images, sets[0].labels)
         for k, (net, c, r) in enumerate(zip(nets, configs, results)):
             times = {"wall_time_s": None, "train_time_s": train_time, "hessian_time_s": hessian_time}
-            r.history.append(pass_record(c, pass_number, float(wrong[k]), float(loss_sum[k]), test_errors[k], times, rules[k].ranges()))
+            r.history.append(pass_record(c, pass_number, float(wrong[k]), float(loss_sum[k]), test_errors[k], times,
+                                         rules[k].ranges(), val_errors[k]))
             if pass_number == c.epochs:
                 r.history[-1]["train_error_final"] = train_errors[k]
             r.state = net.state()
