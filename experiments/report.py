@@ -21,10 +21,12 @@ import click
 import pandas as pd
 
 from lenet1998.paper import FIG5, FIG9_LENET, LINEAR_CLASSIFIER_ERROR
-from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest, read_metrics
+from lenet1998.results import atomic_write_text, check_writable, read_metrics
 
 from .common import data_dir_option, one_line_errors
+from .grid import GRID as GRID_BUDGET, QUICK
 from .stats import holm, trains, variant_summary, welch_interval
+from .tables import load_runs, trained_on_line
 from .variants import GRID as VARIANTS, budget  # the report covers today's single-factor grid
 
 MAX_SHOWN = 120  # digits in the misclassified grid
@@ -32,35 +34,9 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def collect_runs(out: Path, seeds: int, epochs: int, train_size: int, broken: list | None = None) -> pd.DataFrame:
-    """One row per finished run. A finished run whose folder no longer reads back (corrupt
-    manifest, metrics or checkpoint) is left out; its one-line reason goes to `broken`."""
-    from lenet1998.model import LeNet5
-
-    rows = []
-    for name, variant in VARIANTS.items():
-        config = budget(variant.config, epochs, train_size)
-        params, connections = LeNet5(config).counts()["total"]
-        for seed in range(seeds):
-            folder = RunFolder(out / "runs", config.replace(seed=seed))
-            if not folder.finished:
-                continue
-            reason = folder.check()
-            if reason:
-                if broken is not None:
-                    broken.append(reason)
-                continue
-            m = read_manifest(folder.path)
-            rows.append({
-                "variant": name, "seed": seed, "status": m["status"], "failure": m["failure"],
-                "test_error": m["final_test_error"], "train_error": m["final_train_error"],
-                "train_error_eval": m.get("final_train_error_eval"), "passes": m["passes"],
-                "params": params, "connections": connections, "git_commit": m["git_commit"][:12],
-                "git_dirty": m["git_dirty"], "torch": m["torch"], "device": m["device"], "cpu": m["cpu"],
-                "threads": m["threads"], "wall_time_s": round(m["wall_time_s"], 1),
-                "pass_time_s": round(float(read_metrics(folder.path).wall_time_s.sum()), 1),
-                "replicas_in_group": m.get("replicas_in_group", 1), "run": folder.path.name,
-            })
-    return pd.DataFrame(rows)
+    """One row per finished run of the grid's variants (experiments.tables.load_runs)."""
+    return load_runs(out, {name: budget(v.config, epochs, train_size) for name, v in VARIANTS.items()}, seeds,
+                     broken=broken)
 
 
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -169,7 +145,8 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
             resolved = "–" if pd.isna(r.resolved_holm) else ("yes" if r.resolved_holm else "no")
         lines.append(f"| {r.variant} | {r.what} | {k_of_n} | {spread} | {every} | {good} | {fmt(r.train_error_mean)} | "
                      f"{r.n_used} | {diff} | {fmt_p(r.p_holm)} | {resolved} | {fmt(r.paper_test_error)} |")
-    return "\n".join(lines + missing_line(table) + machine_time_line(runs if runs is not None else pd.DataFrame())) + "\n"
+    runs = runs if runs is not None else pd.DataFrame()
+    return "\n".join(lines + missing_line(table) + machine_time_line(runs) + trained_on_line(runs)) + "\n"
 
 
 def latex_escape(text: str) -> str:
@@ -405,7 +382,8 @@ def missing_line(table: pd.DataFrame) -> list:
     return ["", "Not run yet: " + ", ".join(f"`{m}`" for m in missing) + "."] if missing else []
 
 
-def build_report(out, seeds=3, epochs=20, train_size=60000, data_dir=None, readme=None, latex=False) -> list:
+def build_report(out, seeds=GRID_BUDGET.seeds, epochs=GRID_BUDGET.epochs, train_size=GRID_BUDGET.train_size,
+                 data_dir=None, readme=None, latex=False) -> list:
     """Rebuild every table and figure under `out` from its run folders; returns the paths."""
     out = check_writable(out)
     broken = []
@@ -457,7 +435,8 @@ def repository_docs(out, quick: bool, seeds: int, epochs: int):
     """README.md (whose folder also holds REPRODUCING.md) when the report describes the grid
     committed in results/ (3 seeds, 20 passes); None for --quick, another --out or another budget."""
     repo = Path(__file__).resolve().parent.parent
-    if quick or Path(out).resolve() != (repo / "results").resolve() or (seeds, epochs) != (3, 20):
+    grid = (GRID_BUDGET.seeds, GRID_BUDGET.epochs)
+    if quick or Path(out).resolve() != (repo / "results").resolve() or (seeds, epochs) != grid:
         return None
     return repo / "README.md"
 
@@ -473,11 +452,10 @@ def repository_docs(out, quick: bool, seeds: int, epochs: int):
 @one_line_errors
 def main(out, seeds, epochs, quick, formats, data_dir):
     """Rebuild results/ tables and figures from the run folders."""
-    from .ablate import QUICK
-
     out = Path(out or ("results/quick" if quick else "results"))
-    seeds, epochs = seeds or (QUICK["seeds"] if quick else 3), epochs or (QUICK["epochs"] if quick else 20)
-    paths = build_report(out, seeds, epochs, QUICK["train_size"] if quick else 60000, data_dir,
+    budget_ = QUICK if quick else GRID_BUDGET
+    seeds, epochs = seeds or budget_.seeds, epochs or budget_.epochs
+    paths = build_report(out, seeds, epochs, budget_.train_size, data_dir,
                          readme=repository_docs(out, quick, seeds, epochs), latex="latex" in formats)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 
