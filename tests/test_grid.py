@@ -195,12 +195,24 @@ def table(out: Path, names, budget: Budget) -> pd.DataFrame:
     return summarize(runs, reference="paper")[["variant", "n", "mean", "std", "diff"]]
 
 
+def children(pid: int) -> list:
+    """The child processes of `pid` (submitit's local job is a controller that starts the task)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def test_submitit_local_jobs_killed_and_relaunched_give_the_local_launchers_tables(tmp_path, data_dir, monkeypatch):
     pytest.importorskip("submitit")
     from experiments.grid import submit, wait
 
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    names, budget = ["paper", "sgd"], Budget(2, 3, 400)
+    names, budget = ["paper", "sgd"], Budget(2, 2, 300)
     out, reference = tmp_path / "submitit", tmp_path / "local"
     root = out / "runs"
     root.mkdir(parents=True)
@@ -211,7 +223,8 @@ def test_submitit_local_jobs_killed_and_relaunched_give_the_local_launchers_tabl
     deadline = time.time() + 300
     while time.time() < deadline and not any((f.path / "state.pt").is_file() for f in victim_runs):
         time.sleep(0.05)
-    os.kill(int(submitted[0].job_id), signal.SIGKILL)  # killed mid-run: a pass saved, the run not done
+    for pid in [*children(int(submitted[0].job_id)), int(submitted[0].job_id)]:  # the task, then its controller
+        os.kill(pid, signal.SIGKILL)  # killed mid-run: a pass saved, the run not done
     assert not all(f.finished for f in victim_runs)
     saved = {f.path.name: len(pd.read_csv(f.path / "metrics.csv")) for f in victim_runs if (f.path / "metrics.csv").is_file()}
     assert saved and all(0 < n < budget.epochs for n in saved.values())
