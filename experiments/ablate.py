@@ -73,6 +73,8 @@ def validate_names(ctx, param, names):
               help="Seeds per variant (default 3; with --family, the family's own count).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help=f"Passes per run (default {GRID_BUDGET.epochs}).")
+@click.option("--train-size", type=click.IntRange(min=100, max=GRID_BUDGET.train_size), default=None,
+              help=f"Training patterns per pass, the first N (default {GRID_BUDGET.train_size:,}; --quick {QUICK.train_size:,}).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Groups trained side by side.")
 @click.option("--lockstep", type=click.Choice(["architecture", "variant"]), default="architecture", show_default=True,
               help="Train in one lockstep group every run that shares an architecture, or each variant's seeds alone.")
@@ -87,7 +89,7 @@ def validate_names(ctx, param, names):
 @device_option
 @engine_option
 @one_line_errors
-def main(run_all, names, families, list_only, seeds, epochs, jobs, lockstep, out, quick, max_group, launcher, partition,
+def main(run_all, names, families, list_only, seeds, epochs, train_size, jobs, lockstep, out, quick, max_group, launcher, partition,
          timeout_min, cpus_per_task, gpus_per_task, array_parallelism, log_dir, data_dir, device, engine):
     """Train the ablation grid and rebuild results/ from the run folders."""
     if list_only:
@@ -98,8 +100,7 @@ def main(run_all, names, families, list_only, seeds, epochs, jobs, lockstep, out
         raise click.UsageError("say which variants: --all, --only NAME, --family NAME, or --quick (or --list)")
     selected, seeds = selection(run_all, names, families, seeds, quick)
     budget = QUICK if quick else GRID_BUDGET
-    if epochs:
-        budget = replace(budget, epochs=epochs)
+    budget = replace(budget, epochs=epochs or budget.epochs, train_size=train_size or budget.train_size)
     out = Path(out or ("results/quick" if quick else "results"))
     if launcher == "local":  # a cluster job finds its device on its node
         device = resolve_device(device)

@@ -309,7 +309,7 @@ def passes_saved(root: Path) -> dict:
 
 
 ABLATE = ["-m", "experiments.ablate", "--quick", "--only", "paper", "--only", "full_c3", "--only", "sgd",
-          "--lockstep", "variant", "--jobs", "2", "--epochs", "3"]  # three groups: two run, one waits
+          "--lockstep", "variant", "--jobs", "2", "--epochs", "3", "--train-size", "300"]  # three groups: two run, one waits
 
 
 def start_ablate(out: Path, data_dir):
@@ -343,7 +343,7 @@ def test_ctrl_c_or_sigterm_stops_every_worker_and_keeps_every_finished_pass(tmp_
     assert "never started" in output and "Traceback" not in output
     after = passes_saved(root)
     assert all(after[name] >= n for name, n in before.items())  # no finished pass lost
-    sgd = Budget(2, 3, QUICK.train_size).apply(VARIANTS["sgd"].config)
+    sgd = Budget(2, 3, 300).apply(VARIANTS["sgd"].config)
     assert not any(RunFolder(root, sgd.replace(seed=s)).path.exists() for s in range(2))  # the queued group never ran
 
 
