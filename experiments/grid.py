@@ -442,13 +442,14 @@ def launch_local(jobs, workers: int = 2, **unused) -> list:
         click.echo(f"== {job.name} done ({len(done)}/{len(jobs)} groups, {elapsed / 60:.1f} min, "
                    f"~{left / 60:.1f} min left)")
 
-    running, queued, failed = {}, list(jobs), []
+    running, queued, failed, here = {}, list(jobs), [], []
     try:
         with _StopOnSignals():
             if workers == 1 or len(jobs) <= 1:
                 while queued:
-                    run_job(queued[0])
-                    finished(queued.pop(0))
+                    here = [queued.pop(0)]  # the group training in this process
+                    run_job(here[0])
+                    finished(here.pop())
                 return done
             context = multiprocessing.get_context("spawn")
             while queued or running:
@@ -468,7 +469,7 @@ def launch_local(jobs, workers: int = 2, **unused) -> list:
     except (Stopped, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
         _stop([p for p, _ in running.values()])
-        click.echo(f"stopped by {signal.Signals(signum).name}: {len(running)} running group(s) stopped, "
+        click.echo(f"stopped by {signal.Signals(signum).name}: {len(running) + len(here)} running group(s) stopped, "
                    f"{len(queued)} never started; every finished pass is kept: run the same command again "
                    "to resume", err=True)
         raise SystemExit(128 + signum) from None
