@@ -231,14 +231,15 @@ def _train_members(runs, folders, locks, members, passes_done, data, device, eng
         if time.monotonic() - last_beat[0] > HEARTBEAT_S:
             beat()
         if on_progress is not None:
-            on_progress(done, total, len(group) if len(group) > 1 or runs[group[0]][1].batch_size == 1 else 1)
+            on_progress(done, total, len(group))
 
     results = fit([runs[i][1] for i in group], data, device=device, start=[s for _, _, s in members],
                   on_pass=save, on_progress=progress, engine=engine)
     wall = time.perf_counter() - t0
     for i, r in zip(group, results):
         segments[i][-1]["engine"] = r.engine
-        folders[i].finish(r, runs[i][0], env, segments[i], wall, len(group))
+        folders[i].finish(r, runs[i][0], env, segments[i], wall, len(group))  # `done` last
+        locks.pop(i).release()
 
 
 def train_runs(config, seeds, root: Path, data, label: str, device: str = "cpu",
