@@ -21,7 +21,7 @@ from lenet1998.paper import FIG6
 from lenet1998.results import RunFolder, atomic_write_text, check_writable
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
-from .grid import GRID as GRID_BUDGET, QUICK, Job, launch_from_options, launcher_options
+from .grid import GRID as GRID_BUDGET, QUICK, jobs_of, launch_from_options, launcher_options
 from .report import fill_section, fmt, repository_docs, save_figure
 from .tables import load_runs, summarize, trained_on_line
 from .variants import VARIANTS
@@ -117,11 +117,10 @@ def main(sizes, seeds, epochs, jobs, out, quick, launcher, partition, timeout_mi
         device = resolve_device(device)
     root = check_writable(out / "runs")
     load_mnist(data_dir)
-    data_dir = None if data_dir is None else str(Path(data_dir).resolve())
-    todo = {size: tuple((f"paper@{size}", config.replace(seed=s)) for s in range(seeds)
-                        if not RunFolder(root, config.replace(seed=s)).done) for size, config in configs(sizes, epochs).items()}
-    jobs_ = [Job(f"paper@{size}", runs, root.resolve(), data_dir, device, engine, position=i % jobs)
-             for i, (size, runs) in enumerate((size, runs) for size, runs in todo.items() if runs)]
+    groups = [(f"paper@{size}", [(f"paper@{size}", config.replace(seed=s)) for s in range(seeds)
+                                 if not RunFolder(root, config.replace(seed=s)).done])
+              for size, config in configs(sizes, epochs).items()]
+    jobs_ = jobs_of([(name, runs) for name, runs in groups if runs], root, data_dir, device, engine, workers=jobs)
     click.echo(f"{len(sizes)} sizes x {seeds} seeds x {epochs} passes: {sum(len(j.runs) for j in jobs_)} runs to train")
     launch_from_options(jobs_, launcher, jobs, partition, timeout_min, cpus_per_task, gpus_per_task,
                         array_parallelism, log_dir)
