@@ -92,10 +92,10 @@ def grid_group(rank=0, patterns=None):
     """The default grid's largest lockstep group (`ablate --all`: 6 of the variants that share
     the paper's layer shapes, 3 seeds each), as configs; rank shifts the seeds, patterns
     shortens it."""
-    from .ablate import plan
+    from .grid import GRID as GRID_BUDGET, plan
     from .variants import GRID as VARIANTS
 
-    name, runs = plan(list(VARIANTS), 3, 20, 60000, Path("/nonexistent"))[0]
+    name, runs = plan(list(VARIANTS), GRID_BUDGET)[0]
     configs = [c.replace(seed=c.seed + 100 * rank, epochs=1, train_size=patterns or c.train_size) for _, c in runs]
     return name, configs
 
@@ -278,7 +278,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     Rates per process: groups of mixed variants from the grid's mixed-group row; other per-pattern
     groups from the side-by-side row of the nearest K (else one process alone, at K=3);
     minibatch groups from the single-process Adam K=3 row. Returns (hours, groups, variants)."""
-    from .ablate import plan, schedule
+    from .grid import GRID as GRID_BUDGET, plan, schedule
     from .variants import GRID as VARIANTS
 
     cpu = table[table.device == device]
@@ -288,7 +288,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     side = cpu[cpu.case == f"2 processes side by side: fit, {kind}"].set_index("replicas").patterns_per_s_total / 2
     mixed = cpu[cpu.case.str.startswith(GRID_CASE)]
     names = [v.name for v in VARIANTS.values() if v.core or not core_only]
-    groups = plan(names, 3, 20, 60000, Path("/nonexistent"), lockstep)
+    groups = plan(names, GRID_BUDGET, lockstep=lockstep)
     seconds = []
     for name, runs in groups:
         k = len(runs)

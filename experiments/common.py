@@ -94,7 +94,7 @@ def exit_if_all_failed(folders) -> None:
     """Exit 1 with one line when every run of `folders` (RunFolders) ended failed."""
     from lenet1998.results import read_manifest
 
-    failures = [read_manifest(f.path).get("failure") for f in folders]
+    failures = [read_manifest(f.path).get("failure") for f in folders if f.finished]  # not: locked by another process
     if failures and all(failures):
         click.echo(f"error: all {len(failures)} runs failed ({failures[0]})", err=True)
         sys.exit(1)

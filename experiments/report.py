@@ -21,11 +21,13 @@ import click
 import pandas as pd
 
 from lenet1998.paper import FIG5, FIG9_LENET, LINEAR_CLASSIFIER_ERROR
-from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_manifest, read_metrics
+from lenet1998.results import atomic_write_text, check_writable, read_metrics
 
 from .common import data_dir_option, one_line_errors
 from .figures import by_variant, loss_curves, save, test_error_curves
+from .grid import GRID as GRID_BUDGET, QUICK
 from .stats import holm, trains, variant_summary, welch_interval
+from .tables import load_runs, trained_on_line
 from .variants import GRID as VARIANTS, budget  # the report covers today's single-factor grid
 
 MAX_SHOWN = 120  # digits in the misclassified grid
@@ -35,43 +37,11 @@ README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 def collect_runs(out: Path, seeds: int, epochs: int, train_size: int, broken: list | None = None,
                  variants: dict | None = None) -> pd.DataFrame:
     """One row per finished run of `variants` (default: today's single-factor grid), seeds
-    0 .. seeds - 1. A finished run whose folder no longer reads back (corrupt manifest, metrics
-    or checkpoint) is left out; its one-line reason goes to `broken`. Two variants with the same
-    config (a road step and a single-factor variant) each get a row of the same run."""
-    from lenet1998.model import LeNet5
-
-    rows = []
-    for name, variant in (VARIANTS if variants is None else variants).items():
-        config = budget(variant.config, epochs, train_size)
-        params, connections = LeNet5(config).counts()["total"]
-        for seed in range(seeds):
-            folder = RunFolder(out / "runs", config.replace(seed=seed))
-            if not folder.finished:
-                continue
-            reason = folder.check()
-            if reason:
-                if broken is not None:
-                    broken.append(reason)
-                continue
-            m = read_manifest(folder.path)
-            rows.append({
-                "variant": name, "seed": seed, "status": m["status"], "failure": m["failure"],
-                "test_error": m["final_test_error"], "train_error": m["final_train_error"],
-                "train_error_eval": m.get("final_train_error_eval"), "passes": m["passes"],
-                "params": params, "connections": connections, "git_commit": m["git_commit"][:12],
-                "git_dirty": m["git_dirty"], "torch": m["torch"], "device": m["device"], "cpu": m["cpu"],
-                "threads": m["threads"], "wall_time_s": round(m["wall_time_s"], 1),
-                "pass_time_s": round(float(read_metrics(folder.path).wall_time_s.sum()), 1),
-                "replicas_in_group": m.get("replicas_in_group", 1), "engine": engines(m), "run": folder.path.name,
-            })
-    return pd.DataFrame(rows)
-
-
-def engines(manifest: dict) -> str:
-    """The engine paths that trained a run (its resumed stretches), e.g. "kernel"; "unrecorded"
-    for runs older than the record (version 0.1)."""
-    paths = dict.fromkeys(seg.get("engine") or "unrecorded" for seg in manifest.get("segments") or [{}])
-    return "+".join(paths)
+    0 .. seeds - 1 (experiments.tables.load_runs). Two variants with the same config (a road step
+    and a single-factor variant) each get a row of the same run."""
+    variants = VARIANTS if variants is None else variants
+    return load_runs(out, {name: budget(v.config, epochs, train_size) for name, v in variants.items()}, seeds,
+                     broken=broken)
 
 
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -194,7 +164,8 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
             resolved = "–" if pd.isna(r.resolved_holm) else ("yes" if r.resolved_holm else "no")
         lines.append(f"| {r.variant} | {r.what} | {k_of_n} | {spread} | {every} | {good} | {fmt(r.train_error_mean)} | "
                      f"{r.n_used} | {diff} | {fmt_p(r.p_holm)} | {resolved} | {fmt(r.paper_test_error)} |")
-    return "\n".join(lines + missing_line(table) + machine_time_line(runs if runs is not None else pd.DataFrame())) + "\n"
+    runs = runs if runs is not None else pd.DataFrame()
+    return "\n".join(lines + missing_line(table) + machine_time_line(runs) + trained_on_line(runs)) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +255,7 @@ def paper_by_engine(runs: pd.DataFrame) -> str:
         return ""
     lines = ["", "## `paper` by the engine that trained it", "",
              "The same config trained by different engine paths (the manifests' `segments[].engine`; "
-             "*unrecorded*: version 0.1, before the record). All paths are held to the reference trainer "
+             "*unknown*: version 0.1, before the record). All paths are held to the reference trainer "
              "by the tests; this compares the seeds each one trained.", "",
              "| engine | seeds | n | test error %, mean ± std | code (commits) |", "|---|---|---:|---:|---|"]
     for e, g in sets.items():
@@ -635,7 +606,8 @@ def missing_line(table: pd.DataFrame) -> list:
 MAX_SEEDS = 20  # the report reads every finished seed below this (the ablation issue: at most 20)
 
 
-def build_report(out, seeds=MAX_SEEDS, epochs=20, train_size=60000, data_dir=None, readme=None, latex=False) -> list:
+def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRID_BUDGET.train_size, data_dir=None,
+                 readme=None, latex=False) -> list:
     """Rebuild every table and figure under `out` from its run folders (every finished seed
     below `seeds`); returns the paths."""
     out = check_writable(out)
@@ -698,7 +670,7 @@ def repository_docs(out, quick: bool, seeds: int, epochs: int):
     committed in results/ (20 passes; the report reads every seed there is); None for --quick,
     another --out or another budget."""
     repo = Path(__file__).resolve().parent.parent
-    if quick or Path(out).resolve() != (repo / "results").resolve() or epochs != 20:
+    if quick or Path(out).resolve() != (repo / "results").resolve() or epochs != GRID_BUDGET.epochs:
         return None
     return repo / "README.md"
 
@@ -718,17 +690,16 @@ def repository_docs(out, quick: bool, seeds: int, epochs: int):
 @one_line_errors
 def main(out, seeds, epochs, quick, formats, tensorboard, data_dir):
     """Rebuild results/ tables and figures from the run folders."""
-    from .ablate import QUICK
-
     out = Path(out or ("results/quick" if quick else "results"))
-    seeds, epochs = seeds or (QUICK["seeds"] if quick else MAX_SEEDS), epochs or (QUICK["epochs"] if quick else 20)
+    budget_ = QUICK if quick else GRID_BUDGET
+    seeds, epochs = seeds or (budget_.seeds if quick else MAX_SEEDS), epochs or budget_.epochs
     if tensorboard:
         from .tensorboard import export_runs
 
         names = export_runs(out / "runs", Path(tensorboard))
         click.echo(f"logged {len(names)} runs of {out / 'runs'} to {tensorboard} (tensorboard --logdir {tensorboard})")
         return
-    paths = build_report(out, seeds, epochs, QUICK["train_size"] if quick else 60000, data_dir,
+    paths = build_report(out, seeds, epochs, budget_.train_size, data_dir,
                          readme=repository_docs(out, quick, seeds, epochs), latex="latex" in formats)
     click.echo("wrote " + ", ".join(str(p) for p in paths))
 

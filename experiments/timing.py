@@ -19,7 +19,7 @@ import pandas as pd
 
 from lenet1998.results import atomic_write_text, read_manifest
 
-from .ablate import plan, schedule
+from .grid import GRID as GRID_BUDGET, plan, schedule
 from .common import one_line_errors
 from .variants import GRID as VARIANTS  # `ablate --all`: today's single-factor grid
 
@@ -44,7 +44,7 @@ def groups(runs_root: Path) -> pd.DataFrame:
 
 def ablate_order(groups) -> list:
     """The position of each group (its variants joined by " + ") in the order `ablate --all` starts them."""
-    order = [frozenset(label for label, _ in runs) for _, runs in plan(list(VARIANTS), 3, 20, 60000, Path("/nonexistent"))]
+    order = [frozenset(label for label, _ in runs) for _, runs in plan(list(VARIANTS), GRID_BUDGET)]
     return [order.index(v) if v in order else len(order) for v in (frozenset(g.split(" + ")) for g in groups)]
 
 

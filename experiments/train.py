@@ -19,12 +19,13 @@ import torch
 
 from lenet1998.config import LeNetConfig
 from lenet1998.data import load_mnist
-from lenet1998.results import RunFolder, check_writable, train_runs
+from lenet1998.results import RunFolder, check_writable
 
 from .common import (
     SET_HELP, data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, parse_overrides,
     resolve_device, threads_option,
 )
+from .grid import train_runs
 
 
 @click.command()

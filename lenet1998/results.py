@@ -8,9 +8,12 @@ A run folder is named by the hash of its resolved config (LeNetConfig.digest) an
     checkpoint.pt   final parameters and config
     manifest.json   git commit and dirty flag, versions, device, threads, wall time, date
     done            written last: a folder without it is not a finished run
+    lock            while a process trains the run: its host, pid and heartbeat (RunLock)
 
 Every file is written to a temporary name and renamed, so a killed process never leaves a
-half-written file under a real name, and a finished run is never overwritten.
+half-written file under a real name, and a finished run is never overwritten. The lock keeps
+two launchers (two machines on a shared filesystem, or a requeued cluster job and its ghost)
+from training the same run at once.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import io
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -105,6 +110,132 @@ def environment(device: str) -> dict:
         "device": device, "cpu": cpu_model(), "threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
+
+
+LOCK_STALE_S = 600.0  # a lock whose heartbeat is older than this (10 min) is taken over
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+class RunLock:
+    """`<run folder>/lock`: created atomically (O_CREAT | O_EXCL) by the one process that trains
+    the run, holding its host, pid and a heartbeat time that it refreshes while it trains.
+
+    Another process finds the lock and leaves the run alone, unless the lock is stale: its
+    heartbeat is older than `stale_after` seconds (a process on another machine that died), or its
+    owner is a process of this host that no longer exists (killed, preempted). A stale lock is
+    moved aside under a unique name and then created anew, so that of two processes taking over
+    the same stale lock, one wins.
+    """
+
+    def __init__(self, folder: Path, stale_after: float = LOCK_STALE_S):
+        self.path = Path(folder) / "lock"
+        self.stale_after = stale_after
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        self.held = False
+
+    def read(self) -> dict | None:
+        """The lock's contents, {} if unreadable (being written), None if there is no lock."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return {}
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError:
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def stale(self, info: dict) -> bool:
+        """Whether a lock with these contents may be taken over."""
+        if info.get("host") == self.owner["host"] and isinstance(info.get("pid"), int) and not _alive(info["pid"]):
+            return True
+        beat = info.get("heartbeat")
+        if not isinstance(beat, (int, float)):  # being written, or garbage: judge by the file's age
+            try:
+                beat = self.path.stat().st_mtime
+            except FileNotFoundError:
+                return True
+        return time.time() - beat > self.stale_after
+
+    def _contents(self) -> str:
+        return json.dumps({**self.owner, "heartbeat": time.time(),
+                           "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}) + "\n"
+
+    def _create(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(self._contents())
+            f.flush()
+            os.fsync(f.fileno())
+        self.held = True
+        return True
+
+    def acquire(self) -> bool:
+        """Take the lock: True if this process now holds it, False if a live owner does."""
+        for _ in range(3):
+            if self._create():
+                return True
+            seen = self.read()
+            if seen is None:  # released in between: try again
+                continue
+            if not self.stale(seen):
+                return False
+            aside = self.path.with_name(f"lock.stale.{self.owner['host']}.{self.owner['pid']}.{time.time_ns()}")
+            try:
+                os.rename(self.path, aside)
+            except FileNotFoundError:  # another process took it over first
+                continue
+            try:
+                taken = json.loads(aside.read_text())
+            except (OSError, json.JSONDecodeError):
+                taken = {}
+            if taken != seen and seen:  # a fresh lock appeared between reading and moving: give it back
+                try:
+                    os.link(aside, self.path)
+                except FileExistsError:
+                    pass
+                aside.unlink(missing_ok=True)
+                return False
+            aside.unlink(missing_ok=True)
+        return self._create()
+
+    def owned(self) -> bool:
+        info = self.read()
+        return bool(info) and all(info.get(k) == v for k, v in self.owner.items())
+
+    def beat(self) -> None:
+        """Refresh the heartbeat; ResultsError if another process has taken the lock over."""
+        if not self.held:
+            return
+        if not self.owned():
+            self.held = False
+            raise ResultsError(f"{self.path.parent}: lock taken over by {self.read()} (no heartbeat for "
+                               f"{self.stale_after:.0f} s?); this process stops training the run")
+        atomic_write_text(self.path, self._contents())
+
+    def release(self) -> None:
+        if self.held and self.owned():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def describe(self) -> str:
+        info = self.read() or {}
+        return f"{info.get('host', '?')} pid {info.get('pid', '?')}"
 
 
 class RunFolder:
@@ -271,85 +402,6 @@ def load_checkpoint(path: Path):
     except Exception as e:
         raise ResultsError(f"{where} holds an unusable config ({one_line(e)})") from None
     return config, obj["state"]
-
-
-def train_runs(config: LeNetConfig, seeds, root: Path, data, label: str, device: str = "cpu",
-               on_pass=None, on_progress=None, engine: str = "auto") -> list:
-    """Train `config` for every seed into run folders under `root`, in lockstep groups.
-
-    Finished runs are skipped; unfinished ones resume from their last completed pass (seeds
-    stopped at the same pass resume together). Returns the run folders, one per seed.
-    """
-    runs = [(label, config.replace(seed=int(s))) for s in seeds]
-    report = None if on_pass is None else (lambda pass_number, labelled: on_pass(pass_number, [r for _, r in labelled]))
-    return train_group(runs, root, data, device, report, on_progress, engine)
-
-
-def resume_point(point: dict | None, config: LeNetConfig):
-    """A stored state.pt as a ResumePoint (None: start over). Adam needs its moments: a resume
-    point of an older format without them starts over."""
-    from .train import ResumePoint
-
-    if point is None or (config.optimizer == "adam" and point.get("rule_state") is None):
-        return None
-    return ResumePoint(point["passes_done"], point["state"], point["history"], point.get("rule_state"))
-
-
-def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_progress=None,
-                engine: str = "auto") -> list:
-    """Train runs [(label, config with its seed), ...] into their run folders under `root`: the
-    per-pattern runs as one lockstep group (lenet1998/engine/: they must share a lockstep key),
-    minibatch runs one after the other.
-
-    on_pass(pass_number, labelled) gets [(label, RunResult), ...] of the runs training.
-    """
-    import time
-
-    from .engine import check_group, handles
-    from .train import fit
-
-    if all(handles(c) for _, c in runs):
-        check_group([c for _, c in runs])  # one group, or a clear error before anything is written
-        batches = [list(range(len(runs)))]
-    else:
-        batches = [[i] for i in range(len(runs))]
-    env = environment(device)  # the code as it is when training starts, not when it ends
-    folders = [RunFolder(root, c) for _, c in runs]
-    for batch in batches:
-        pending = {}
-        for i in batch:
-            reason = folders[i].broken
-            if reason:  # a finished run damaged since: keep it aside and train it again
-                target = folders[i].move_aside()
-                print(f"broken run moved to {target}, retraining: {reason}", file=sys.stderr, flush=True)
-            if not folders[i].done:
-                point = folders[i].resume_point()
-                start = resume_point(point, runs[i][1])
-                pending.setdefault(0 if start is None else start.passes_done, []).append((i, point, start))
-        for passes_done, members in sorted(pending.items()):
-            group = [i for i, _, _ in members]
-            segment = {"from_pass": passes_done + 1, "git_commit": env["git_commit"], "git_dirty": env["git_dirty"],
-                       "engine": engine, "replicas_in_group": len(group),
-                       "variants_in_group": sorted({runs[i][0] for i in group})}
-            segments = {i: (p.get("segments", []) if p else []) + [dict(segment)] for i, p, _ in members}
-            for i in group:
-                folders[i].start(runs[i][0])
-            t0 = time.perf_counter()
-
-            def save(pass_number, results, rule_states, group=group):
-                for i, r, rule_state in zip(group, results, rule_states):
-                    segments[i][-1]["engine"] = r.engine  # the path that ran
-                    folders[i].save_pass(r, segments[i], rule_state)
-                if on_pass is not None:
-                    on_pass(pass_number, [(runs[i][0], r) for i, r in zip(group, results)])
-
-            results = fit([runs[i][1] for i in group], data, device=device, start=[s for _, _, s in members],
-                          on_pass=save, on_progress=on_progress, engine=engine)
-            wall = time.perf_counter() - t0
-            for i, r in zip(group, results):
-                segments[i][-1]["engine"] = r.engine
-                folders[i].finish(r, runs[i][0], env, segments[i], wall, len(group))
-    return folders
 
 
 def load_trained(path: Path):

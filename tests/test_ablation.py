@@ -74,7 +74,8 @@ def test_quick_runs_the_whole_pipeline(tmp_path, data_dir):
     build_report(tmp_path, seeds=2, epochs=1, train_size=2000, data_dir=data_dir)
     after = {p: p.read_bytes() for p in before}
     assert before == after  # the report is a function of the run folders
-    from experiments.timing import groups, main as timing, schedule
+    from experiments.grid import schedule
+    from experiments.timing import groups, main as timing
 
     table = groups(tmp_path / "runs")  # every group recorded its members: 17 variants in all
     assert sum(len(g.split(" + ")) for g in table.group) == len(GRID)
@@ -150,9 +151,9 @@ def test_trainsize_quick_writes_its_table_and_figure(tmp_path, data_dir):
 
 
 def test_the_grid_trains_the_variants_of_one_architecture_together(tmp_path):
-    from experiments.ablate import plan
+    from experiments.grid import GRID as GRID_BUDGET, plan
 
-    groups = plan(list(GRID), 3, 20, 60000, tmp_path)
+    groups = plan(list(GRID), GRID_BUDGET, tmp_path)
     assert sum(len(runs) for _, runs in groups) == 3 * len(GRID)
     shared = {"paper", "full_c3", "relu", "tanh", "mle", "sgd", "pytorch_init", "literal_init",
               "sum_subsampling", "unit_input", "paper+distortions"}  # the paper's layer shapes
@@ -165,7 +166,7 @@ def test_the_grid_trains_the_variants_of_one_architecture_together(tmp_path):
         assert sorted(config.seed for label, config in runs if label == runs[0][0]) == [0, 1, 2]
         for label, config in runs:
             assert config.replace(seed=0) == VARIANTS[label].config
-    per_variant = plan(list(GRID), 3, 20, 60000, tmp_path, lockstep="variant")
+    per_variant = plan(list(GRID), GRID_BUDGET, lockstep="variant")  # root None: no done-check
     assert len(per_variant) == len(GRID) and all(len(runs) == 3 for _, runs in per_variant)
 
 

@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from experiments.ablate import plan
+from experiments.grid import Budget, plan, train_runs
 from experiments.report import build_report, collect_runs
 from experiments.variants import VARIANTS, budget
-from lenet1998.results import ResultsError, RunFolder, load_checkpoint, read_manifest, train_runs
+from lenet1998.results import ResultsError, RunFolder, load_checkpoint, read_manifest
 
 EPOCHS, TRAIN_SIZE = 1, 200
 CONFIG = budget(VARIANTS["paper"].config, EPOCHS, TRAIN_SIZE)
@@ -90,7 +90,7 @@ def test_the_report_skips_a_broken_run_and_lists_it(out, mnist, data_dir, name, 
 def test_ablate_retrains_a_broken_run_and_keeps_the_broken_folder_aside(out, mnist, capsys):
     broken = folder(out, 1)
     corrupt(broken.path / "metrics.csv", b"")
-    groups = plan(["paper"], 2, EPOCHS, TRAIN_SIZE, out / "runs")
+    groups = plan(["paper"], Budget(2, EPOCHS, TRAIN_SIZE), out / "runs")
     assert [config.seed for _, runs in groups for _, config in runs] == [1]
     before = (broken.path / "manifest.json").read_bytes()
     train_runs(CONFIG, [0, 1], out / "runs", mnist, "paper", engine="eager")

@@ -6,7 +6,8 @@ from click.testing import CliRunner
 
 from lenet1998.config import LeNetConfig
 from lenet1998.paper import FIG5
-from lenet1998.results import read_metrics, train_group
+from experiments.grid import train_group
+from lenet1998.results import read_metrics
 
 from experiments.figures import by_variant, curves, finished_runs, loss_curves, per_pass_figure, test_error_curves
 

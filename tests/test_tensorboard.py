@@ -1,6 +1,6 @@
 """TensorBoard logs (experiments/tensorboard.py): the scalars read back equal metrics.csv.
 
-`train --tensorboard`, `ablate`'s worker (run_job) and `report --tensorboard` each write one
+`train --tensorboard`, `ablate`'s worker (experiments.grid.run_job) and `report --tensorboard` each write one
 TensorBoard run per run; the event files are read back with TensorBoard's own EventAccumulator.
 """
 
@@ -73,11 +73,12 @@ def test_train_logs_every_pass_as_metrics_csv_says(tmp_path, data_dir):
 
 
 def test_the_ablate_worker_logs_its_runs(tmp_path, data_dir):
-    from experiments.ablate import run_job
+    from experiments.grid import jobs_of, run_job
 
     config = LeNetConfig(train_size=120, epochs=2, sdlm_samples=30)
     runs = [("paper", config), ("mle", config.replace(loss="mle", seed=1))]
-    run_job("tiny", runs, tmp_path / "runs", data_dir, "cpu", 1, "auto", tmp_path / "tb")
+    [job] = jobs_of([("tiny", runs)], tmp_path / "runs", data_dir, tensorboard=str(tmp_path / "tb"))
+    run_job(job)
     for label, c in runs:
         assert_log_equals_metrics(tmp_path / "tb" / label / f"seed{c.seed}", tmp_path / "runs" / c.digest())
 

@@ -12,7 +12,8 @@ from lenet1998.config import DIGEST_FIELDS_V1, ConfigError, LeNetConfig
 from lenet1998.data import MNIST, encode, ink
 from lenet1998.patterns import TrainingPatterns, validation_images, validation_range
 from lenet1998.patterns import test_images as coded_test_images
-from lenet1998.results import read_metrics, train_runs
+from experiments.grid import train_runs
+from lenet1998.results import read_metrics
 from lenet1998.train import evaluate, fit
 
 from experiments.common import parse_overrides

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from torch import nn
 
 from experiments.ablate import main as ablate
-from experiments.ablate import plan, selection
+from experiments.ablate import selection
+from experiments.grid import GRID as GRID_BUDGET, plan
 from experiments.variants import FAMILY_SEEDS, GRID, PAPER, ROAD_ORDER, VARIANTS, family
 from lenet1998 import engine
 from lenet1998.config import ConfigError, LeNetConfig
@@ -144,7 +145,7 @@ def test_family_selection_and_seed_counts(tmp_path):
     names, seeds = selection(False, (), ("add_one_in",), 2, False)
     assert names == family("add_one_in") and seeds == 2
     # a run shared by two variants (road1_input = unit_input) is planned once
-    groups = plan(["unit_input", "road1_input"], {"unit_input": 3, "road1_input": 5}, 20, 60000, tmp_path)
+    groups = plan(["unit_input", "road1_input"], GRID_BUDGET, tmp_path, seeds={"unit_input": 3, "road1_input": 5})
     runs = [(label, c) for _, r in groups for label, c in r]
     assert len(runs) == 5 and len({c for _, c in runs}) == 5
     assert sorted(c.seed for label, c in runs if label == "unit_input") == [0, 1, 2]
