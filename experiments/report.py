@@ -26,8 +26,8 @@ from lenet1998.results import atomic_write_text, check_writable, read_metrics
 from .common import data_dir_option, one_line_errors
 from .figures import by_variant, loss_curves, save, test_error_curves
 from .grid import GRID as GRID_BUDGET, QUICK
-from .stats import holm, trains, variant_summary, welch_interval
-from .tables import load_runs, trained_on_line
+from .stats import trains, welch_interval
+from .tables import comparison_table, load_runs, trained_on_line
 from .variants import GRID as VARIANTS, budget  # the report covers today's single-factor grid
 
 MAX_SHOWN = 120  # digits in the misclassified grid
@@ -52,44 +52,6 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     has a test (comparison_table with every base `paper`)."""
     table = comparison_table(runs, VARIANTS, lambda name: None if name == "paper" else "paper")
     return table.rename(columns={"diff": "diff_to_paper"}).drop(columns="base") if len(table) else table
-
-
-def comparison_table(runs: pd.DataFrame, variants: dict, base_of) -> pd.DataFrame:
-    """One row per variant of `variants` that has runs, compared with its base (`base_of(name)`,
-    a variant of `variants`; None: a reference row, not compared): the summary of
-    experiments.stats over every run, and over the runs that train on both sides the difference
-    of means, its Welch 95% interval and Welch's t-test, Holm-adjusted over the comparisons of
-    this table that have a test."""
-    nan = float("nan")
-    if not len(runs):
-        return pd.DataFrame()
-    errors = {name: runs[runs.variant == name].test_error.where(runs.status == "ok").astype(float)
-              for name in variants}  # a failed run: nan, in n, does not train
-    used = {name: e[e.map(trains).astype(bool)] for name, e in errors.items()}
-    rows = []
-    for name, variant in variants.items():
-        if not len(errors[name]):
-            continue
-        base = base_of(name)
-        ok = runs[(runs.variant == name) & (runs.status == "ok")]
-        summary = variant_summary(errors[name])
-        compare = base is not None and len(used[name]) and len(used.get(base, ()))
-        welch = welch_interval(used[name], used[base]) if compare else None
-        rows.append({
-            "variant": name, "what": variant.what, "base": base or "",
-            "n_seeds": summary["n_runs"] - int(errors[name].isna().sum()),
-            "failed_runs": int(errors[name].isna().sum()), **summary,
-            "train_error_mean": ok.train_error.mean() if len(ok) else nan,
-            "n_used": len(used[name]), "n_used_base": len(used[base]) if base in used else 0,
-            "diff": used[name].mean() - used[base].mean() if compare else nan,
-            "diff_ci95_low": welch.low if welch else nan, "diff_ci95_high": welch.high if welch else nan,
-            "welch_df": welch.df if welch else nan, "p_welch": welch.p if welch else nan,
-            "paper_test_error": variant.paper_test_error,
-        })
-    table = pd.DataFrame(rows)
-    table["p_holm"] = holm(table.p_welch)
-    table["resolved_holm"] = (table.p_holm < 0.05).where(table.p_holm.notna())  # empty: no test
-    return table
 
 
 def fmt(x, spec=".2f"):

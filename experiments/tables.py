@@ -5,6 +5,10 @@
                                           reference group with its Welch 95% interval
                                           (experiments/stats.py), the paper's value, and the
                                           engines, devices and hosts that trained its runs
+    comparison_table(runs, variants, base_of)  per variant: the summary of experiments.stats (runs that
+                                          train, median and IQR, mean ± std) and the Welch difference
+                                          to its base over the runs that train, Holm-adjusted over the
+                                          table (the ablation and its families, experiments/report.py)
     markdown(table, columns), csv_text(table)
 
 A run is identified by its config hash, whatever machine trained it: runs of one config from
@@ -21,7 +25,7 @@ import pandas as pd
 
 from lenet1998.results import RunFolder, read_manifest, read_metrics
 
-from .stats import welch_interval
+from .stats import holm, trains, variant_summary, welch_interval
 
 
 def trained_on(manifest: dict) -> tuple[str, str, str]:
@@ -97,6 +101,44 @@ def summarize(runs: pd.DataFrame, by: str = "variant", value: str = "test_error"
             "hosts": len({h for hs in x.get("hosts", []) for h in str(hs).split("+")}),
         })
     return pd.DataFrame(rows)
+
+
+def comparison_table(runs: pd.DataFrame, variants: dict, base_of) -> pd.DataFrame:
+    """One row per variant of `variants` that has runs, compared with its base (`base_of(name)`,
+    a variant of `variants`; None: a reference row, not compared): the summary of
+    experiments.stats over every run, and over the runs that train on both sides the difference
+    of means, its Welch 95% interval and Welch's t-test, Holm-adjusted over the comparisons of
+    this table that have a test."""
+    nan = float("nan")
+    if not len(runs):
+        return pd.DataFrame()
+    errors = {name: runs[runs.variant == name].test_error.where(runs.status == "ok").astype(float)
+              for name in variants}  # a failed run: nan, in n, does not train
+    used = {name: e[e.map(trains).astype(bool)] for name, e in errors.items()}
+    rows = []
+    for name, variant in variants.items():
+        if not len(errors[name]):
+            continue
+        base = base_of(name)
+        ok = runs[(runs.variant == name) & (runs.status == "ok")]
+        summary = variant_summary(errors[name])
+        compare = base is not None and len(used[name]) and len(used.get(base, ()))
+        welch = welch_interval(used[name], used[base]) if compare else None
+        rows.append({
+            "variant": name, "what": variant.what, "base": base or "",
+            "n_seeds": summary["n_runs"] - int(errors[name].isna().sum()),
+            "failed_runs": int(errors[name].isna().sum()), **summary,
+            "train_error_mean": ok.train_error.mean() if len(ok) else nan,
+            "n_used": len(used[name]), "n_used_base": len(used[base]) if base in used else 0,
+            "diff": used[name].mean() - used[base].mean() if compare else nan,
+            "diff_ci95_low": welch.low if welch else nan, "diff_ci95_high": welch.high if welch else nan,
+            "welch_df": welch.df if welch else nan, "p_welch": welch.p if welch else nan,
+            "paper_test_error": variant.paper_test_error,
+        })
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm(table.p_welch)
+    table["resolved_holm"] = (table.p_holm < 0.05).where(table.p_holm.notna())  # empty: no test
+    return table
 
 
 def fmt(x, spec: str = ".2f") -> str:
