@@ -52,6 +52,7 @@ def test_bad_input_is_a_usage_error_without_traceback(tmp_path):
         (["--all", "--seeds", "0"], "--seeds"),
         (["--all", "--epochs", "-3"], "--epochs"),
         (["--all", "--out", "/proc/nope"], "cannot write"),
+        (["--all", "--seed-plan", "--out", str(tmp_path)], "no seed plan yet"),  # seeds 0-9 of paper not there
         ([], "--all"),
     ]:
         result = runner.invoke(ablate, args)
