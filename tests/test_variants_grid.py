@@ -15,11 +15,13 @@ from experiments.variants import FAMILY_SEEDS, GRID, PAPER, ROAD_ORDER, VARIANTS
 from lenet1998 import engine
 from lenet1998.config import ConfigError, LeNetConfig
 from lenet1998.distortions import DISTORTION_RANGES, IDENTITY, DistortionPool, parameter_ranges, sample_parameters
-from lenet1998.layers import Conv, FullyConnected, Identity, ScaledTanh, TrainableSubsampling
+from lenet1998.layers import FullyConnected, Identity
 from lenet1998.loss import cross_entropy, output_curvature
 from lenet1998.model import LeNet5
 from lenet1998.patterns import STREAM_DISTORTIONS, TrainingPatterns, generator
 from lenet1998.sdlm import hessian_diagonal
+
+from .oracles import TinyNet, brute_force_h
 
 MODERN = VARIANTS["modern"].config
 # The paper's pieces, as the fields that move together when one of them switches.
@@ -237,79 +239,12 @@ def test_lenet5_with_a_linear_output_is_seeded_with_p_times_1_minus_p():
 # The S2/S4 coefficient's h_kk: Eq. (23) per connection, or with its 4 connections' cross terms
 
 
-class TinySub(nn.Module):
-    """conv 3x3 (1 -> 2) on 6x6 -> trainable average subsampling (2 maps, 4x4 -> 2x2) -> full (8 -> 3)."""
-
-    def __init__(self, reading):
-        super().__init__()
-        self.l1, self.l2 = Conv(1, 2, kernel=3), TrainableSubsampling(2, average=True, h_reading=reading)
-        self.l3, self.f = FullyConnected(8, 3), ScaledTanh()
-        g = torch.Generator().manual_seed(4)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.rand(p.shape, generator=g, dtype=p.dtype) * 1.6 - 0.8)
-
-    def forward(self, x, trace=None):
-        for layer in (self.l1, self.l2, self.l3):
-            a = layer.linear(x, tuple(layer.parameters()))
-            if trace is not None:
-                trace.append((layer, self.f, x, a))
-            x = self.f(a)
-        return x
-
-
-def brute_force_subsampling_h(net, images, c, keep_cross_terms):
-    """h_kk of every parameter by Eqs. (23)-(27) with loops over units and connections; the
-    coefficient's either per connection, sum_j (s x_j)^2, or shared, (s sum_j x_j)^2."""
-    A, S = 1.7159, 2 / 3
-    f = lambda a: A * np.tanh(S * a)
-    fp2 = lambda a: (A * S * (1 - np.tanh(S * a) ** 2)) ** 2
-    P = {k: v.detach().double().numpy() for k, v in net.named_parameters()}
-    w1, b1, co, b2, w3, b3 = (P[k] for k in ("l1.weight", "l1.bias", "l2.coef", "l2.bias", "l3.weight", "l3.bias"))
-    h = {k: np.zeros_like(v) for k, v in P.items()}
-    for x in images.double().numpy()[:, 0]:
-        a1 = np.array([[[sum(w1[o, 0, u, v] * x[i + u, j + v] for u in range(3) for v in range(3)) + b1[o]
-                         for j in range(4)] for i in range(4)] for o in range(2)])
-        x1 = f(a1)
-        a2 = np.array([[[co[m] * sum(x1[m, 2 * i + u, 2 * j + v] / 4 for u in range(2) for v in range(2)) + b2[m]
-                         for j in range(2)] for i in range(2)] for m in range(2)])
-        x2 = f(a2).reshape(-1)
-        a3 = w3 @ x2 + b3
-        d3 = fp2(a3) * c  # d2E/da3^2
-        for o in range(3):
-            h["l3.bias"][o] += d3[o]
-            for i in range(8):
-                h["l3.weight"][o, i] += d3[o] * x2[i] ** 2
-        d2 = (fp2(a2).reshape(-1) * np.array([sum(w3[o, i] ** 2 * d3[o] for o in range(3)) for i in range(8)])).reshape(2, 2, 2)
-        d1 = np.zeros((2, 4, 4))
-        for m in range(2):
-            for i in range(2):
-                for j in range(2):
-                    inputs = [x1[m, 2 * i + u, 2 * j + v] for u in range(2) for v in range(2)]
-                    h["l2.bias"][m] += d2[m, i, j]
-                    if keep_cross_terms:
-                        h["l2.coef"][m] += d2[m, i, j] * (sum(inputs) / 4) ** 2
-                    else:
-                        h["l2.coef"][m] += d2[m, i, j] * sum((xj / 4) ** 2 for xj in inputs)
-                    for u in range(2):
-                        for v in range(2):  # the same in both readings: (s c)^2 d2E/da^2 (Eq. 27)
-                            d1[m, 2 * i + u, 2 * j + v] = fp2(a1[m, 2 * i + u, 2 * j + v]) * (co[m] / 4) ** 2 * d2[m, i, j]
-        for o in range(2):
-            for i in range(4):
-                for j in range(4):
-                    h["l1.bias"][o] += d1[o, i, j]
-                    for u in range(3):
-                        for v in range(3):
-                            h["l1.weight"][o, 0, u, v] += d1[o, i, j] * x[i + u, j + v] ** 2
-    return {k: v / len(images) for k, v in h.items()}
-
-
 @pytest.mark.parametrize("reading", ["per_connection", "shared_sum"])
 def test_subsampling_coefficient_h_against_brute_force(reading, float64):
-    net = TinySub(reading)
+    net = TinyNet(head="full", reading=reading, seed=4)  # conv -> subsampling -> full, float64
     images = torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(7)) * 2 - 0.5
     got = dict(zip([n for n, _ in net.named_parameters()], hessian_diagonal(net, images, 2.0)))
-    want = brute_force_subsampling_h(net, images, 2.0, reading == "shared_sum")
+    want = brute_force_h(net, images, 2.0, reading=reading)
     for name, h in got.items():
         np.testing.assert_allclose(h.numpy(), want[name], rtol=1e-10, atol=1e-14, err_msg=name)
 
