@@ -128,7 +128,8 @@ def save(fig, path: Path) -> list:
     written = []
     for suffix in (".png", ".pdf"):
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=suffix[1:], dpi=110)
+        metadata = {"CreationDate": None} if suffix == ".pdf" else None  # no date: the same figure, the same bytes
+        fig.savefig(buffer, format=suffix[1:], dpi=110, metadata=metadata)
         atomic_write_bytes(path.with_suffix(suffix), buffer.getvalue())
         written.append(path.with_suffix(suffix))
     plt.close(fig)
