@@ -21,10 +21,10 @@ import click
 import pandas as pd
 
 from lenet1998.paper import FIG5, FIG9_LENET, LINEAR_CLASSIFIER_ERROR
-from lenet1998.results import atomic_write_text, check_writable, read_metrics
+from lenet1998.results import atomic_write_text, check_writable
 
 from .common import data_dir_option, one_line_errors
-from .figures import by_variant, loss_curves, save, test_error_curves
+from .figures import by_variant, curves, loss_curves, save, test_error_curves
 from .grid import GRID as GRID_BUDGET, QUICK
 from .stats import trains, welch_interval
 from .tables import comparison_table, load_runs, trained_on_line
@@ -389,11 +389,8 @@ def paper_csv() -> str:
 
 
 def per_pass(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
-    frames = []
-    for r in runs[runs.status == "ok"].itertuples() if len(runs) else []:
-        m = read_metrics(out / "runs" / r.run)
-        frames.append(m.assign(variant=r.variant, seed=r.seed))
-    return pd.concat(frames) if frames else pd.DataFrame()
+    """The metrics.csv rows of the runs that ended ok (experiments.figures.curves)."""
+    return curves(by_variant(out, runs[runs.status == "ok"] if len(runs) else runs))
 
 
 def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> list:
