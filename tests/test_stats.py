@@ -138,6 +138,29 @@ def test_the_ablation_table_compares_only_runs_that_train():
     assert "+2.03 [+0.49, +3.56]" in row
 
 
+def test_the_ablation_figure_marks_runs_that_do_not_train_and_averages_only_those_that_do(tmp_path, monkeypatch):
+    import matplotlib.collections
+
+    from experiments import report
+
+    drawn = {}
+    monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.setdefault(path.name, fig) and path)
+    monkeypatch.setattr(report, "by_variant", lambda out, runs: {})  # no run folders: no per-pass figures
+    runs = fake_runs({"paper": [1.02, 0.99, 1.16], "relu": [90.18, 90.20, 2.76, 2.50]})
+    report.figures(tmp_path, runs, ablation_table(runs), data_dir=tmp_path / "no-mnist")
+    ax = drawn["ablation.png"].axes[0]
+    relu_row = list(ablation_table(runs).variant).index("relu")
+    means = {}  # the errorbar markers: one per variant with 2 runs that train, at their mean
+    for line in ax.lines:
+        x, y = line.get_xdata(), line.get_ydata()
+        if line.get_marker() == "o" and len(x) == 1:
+            means[int(y[0])] = float(x[0])
+    assert means[relu_row] == pytest.approx((2.76 + 2.50) / 2)  # not 46.4, the mean of every run
+    crosses = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)
+               and c.get_offsets().shape[0] and (c.get_offsets()[:, 0] >= LINEAR_CLASSIFIER_ERROR).all()]
+    assert sorted(x for c in crosses for x in c.get_offsets()[:, 0]) == pytest.approx([90.18, 90.20])
+
+
 def test_a_family_table_compares_each_variant_with_its_own_base():
     from experiments.report import family_table, family_markdown
 
