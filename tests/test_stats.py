@@ -211,3 +211,26 @@ def test_the_seed_plan_reads_seeds_0_to_9_and_never_a_difference():
     assert plan.loc["full_c3", "seeds"] < plan.loc["max_pool", "seeds"] == 20
     shifted = runs.assign(test_error=runs.test_error.where(runs.variant != "full_c3", runs.test_error + 0.5))
     assert seed_plan(shifted).equals(seed_plan(runs))  # a difference of means moves nothing
+
+
+def test_the_grid_machine_time_counts_each_run_once_in_its_first_family(monkeypatch):
+    from experiments import report
+
+    def run(name, seconds, group):
+        return {"run": name, "pass_time_s": seconds, "replicas_in_group": group}
+
+    by_family = {"single": [run("a", 7200, 2), run("b", 3600, 1)],
+                 "add_one_in": [run("c", 1800, 1), run("b", 3600, 1)],  # b: a road step = a single factor
+                 "road": [run("b", 3600, 1), run("b", 3600, 1)], "open_question": []}
+
+    def collect(out, seeds, epochs, train_size, variants):
+        family = next(iter(variants.values())).family
+        assert all(v.family == family for v in variants.values())
+        return pd.DataFrame(by_family[family], columns=["run", "pass_time_s", "replicas_in_group"])
+
+    monkeypatch.setattr(report, "collect_runs", collect)
+    table = report.machine_time_table("results", 20, 20, 60000).set_index("family")
+    assert table.runs.to_dict() == {"single": 2, "add_one_in": 1, "road": 0, "open_question": 0, "total": 3}
+    assert table.process_hours.to_dict() == pytest.approx(
+        {"single": 2.0, "add_one_in": 0.5, "road": 0.0, "open_question": 0.0, "total": 2.5})
+    assert "| total | 3 | 2.5 | 1.2 |" in report.machine_time_markdown(table.reset_index())
