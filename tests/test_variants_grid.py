@@ -285,6 +285,21 @@ def test_the_kernel_path_follows_eager_with_the_new_per_run_fields(mnist):
             torch.testing.assert_close(f.state[p], e.state[p], rtol=0, atol=1e-4, msg=p)
 
 
+def test_a_group_whose_first_run_has_scaled_distortions_trains(mnist):
+    """The group's shared images are the originals, made from its first config without its
+    pool: a first run with distortion_scale 1.5 must not make that config invalid (the bug
+    that stopped `ablate --family open_question` at the group led by `distortions_1.5x`)."""
+    from lenet1998.data import MNIST
+    from lenet1998.train import fit
+
+    small = MNIST(mnist.train_images[:40], mnist.train_labels[:40], mnist.test_images[:20], mnist.test_labels[:20])
+    base = LeNetConfig(epochs=1, train_size=40, sdlm_samples=10)
+    configs = [base.replace(distortions="affine", distortion_scale=1.5), base.replace(seed=1)]
+    assert len({engine.lockstep_key(c) for c in configs}) == 1  # one group, led by the scaled run
+    results = fit(configs, small, engine="eager")
+    assert [len(r.history) for r in results] == [1, 1] and not any(r.failed for r in results)
+
+
 # ------------------------------------------------------------------------------------------------
 # distortion_scale
 

@@ -109,7 +109,8 @@ def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progr
     nets = [LeNet5(c).initialize().to(device) for c in configs]
     rules = [STEP_RULES[c.optimizer](net, c) for net, c in zip(nets, configs)]
     codings = {c.input_coding for c in configs}
-    images = {cd: TrainingPatterns(c0.replace(input_coding=cd, distortions="none"), data, device).images for cd in codings}
+    plain = c0.replace(distortions="none", distortion_scale=1.0)  # the originals, shared by every run's pool
+    images = {cd: TrainingPatterns(plain.replace(input_coding=cd), data, device).images for cd in codings}
     tests = {cd: test_images(c0.replace(input_coding=cd), data, device) for cd in codings}
     vals = {cd: validation_images(c0.replace(input_coding=cd), data, device) for cd in codings}  # val_size is shared
     sets = [TrainingPatterns(c, data, device, images[c.input_coding]) for c in configs]
