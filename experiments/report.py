@@ -250,8 +250,11 @@ def seeds_figure(runs: pd.DataFrame, table: pd.DataFrame, path: Path, title: str
         e = ok[ok.variant == name].test_error.to_numpy()
         good = e[e < LINEAR_CLASSIFIER_ERROR]
         ax.scatter(good, [i] * len(good), s=14, color="0.55", zorder=1, label="one seed" if i == 0 else None)
-        ax.scatter(e[e >= LINEAR_CLASSIFIER_ERROR], [i] * int((e >= LINEAR_CLASSIFIER_ERROR).sum()), s=14,
-                   color="tab:red", marker="x", zorder=1)
+        bad = e[e >= LINEAR_CLASSIFIER_ERROR]
+        ax.scatter(bad, [i] * len(bad), s=14, color="tab:red", marker="x", zorder=1)
+        if len(bad):  # crosses near 90% print over each other: say how many there are
+            ax.annotate(f"{len(bad)} of {len(e)} do not train", (bad.max(), i), xytext=(0, 6),
+                        textcoords="offset points", ha="right", va="bottom", fontsize=7, color="tab:red")
         if len(good) > 1:
             half = st.t.ppf(0.975, len(good) - 1) * good.std(ddof=1) / math.sqrt(len(good))
             ax.errorbar(good.mean(), i, xerr=half, fmt="o", color="tab:blue", capsize=3, zorder=2,

@@ -159,6 +159,7 @@ def test_the_ablation_figure_marks_runs_that_do_not_train_and_averages_only_thos
     crosses = [c for c in ax.collections if isinstance(c, matplotlib.collections.PathCollection)
                and c.get_offsets().shape[0] and (c.get_offsets()[:, 0] >= LINEAR_CLASSIFIER_ERROR).all()]
     assert sorted(x for c in crosses for x in c.get_offsets()[:, 0]) == pytest.approx([90.18, 90.20])
+    assert "2 of 4 do not train" in [t.get_text() for t in ax.texts]  # the crosses overlap: counted in words
 
 
 def test_a_family_table_compares_each_variant_with_its_own_base():
