@@ -151,7 +151,7 @@ def test_the_papers_steps_agree_pattern_by_pattern(small_mnist, float64):
             ref_loss = LOSSES[c.loss](ref_out, y[k:k + 1], c.map_j)
             torch.testing.assert_close(out[k], ref_out[0].detach(), rtol=1e-12, atol=1e-9)
             rule.step(torch.autograd.grad(ref_loss.sum(), list(net.parameters())))
-            torch.testing.assert_close(float(loss[k]), float(ref_loss), rtol=1e-12, atol=1e-9)
+            torch.testing.assert_close(loss[k].item(), ref_loss.item(), rtol=1e-12, atol=1e-9)
         after = group.export()
         for name, p in stack(nets).items():
             torch.testing.assert_close(after[name], p, rtol=0, atol=1e-12, msg=name)
