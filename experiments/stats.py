@@ -1,6 +1,7 @@
 """The statistics of the result tables, in one place so that every table reads them the same way.
 
     welch_interval(a, b)    difference of means, its Welch t interval and Welch's t-test p-value
+    mean_interval(x, mu)    one mean, its standard error and t interval, and the t-test against mu
     holm(p)                 Holm-Bonferroni adjusted p-values over one family of tests
     wilson_interval(k, n)   Wilson score interval of a proportion k / n
     variant_summary(errors) one variant's runs: how many train, median and IQR, mean +- std
@@ -48,6 +49,32 @@ def welch_interval(a, b, confidence: float = 0.95) -> Welch | None:
     half = stats.t.ppf(0.5 + confidence / 2, df) * se
     p = 2 * stats.t.sf(abs(diff) / se, df)
     return Welch(diff, diff - half, diff + half, float(df), float(p))
+
+
+@dataclass(frozen=True)
+class Mean:
+    """mean(x) with its standard error, two-sided t interval, and the one-sample t-test of mean = mu."""
+
+    n: int
+    mean: float
+    std: float  # ddof=1
+    se: float
+    low: float
+    high: float
+    p: float  # two-sided p-value of the one-sample t-test against mu
+
+
+def mean_interval(x, mu: float, confidence: float = 0.95) -> Mean | None:
+    """The t interval of mean(x) (n - 1 degrees of freedom) and the one-sample t-test of
+    mean(x) = mu; None for fewer than 2 values."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return None
+    n, m, sd = len(x), float(x.mean()), float(x.std(ddof=1))
+    se = sd / math.sqrt(n)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * se
+    p = 2 * stats.t.sf(abs(m - mu) / se, n - 1) if se > 0 else math.nan
+    return Mean(n, m, sd, se, m - half, m + half, float(p))
 
 
 def holm(pvalues) -> np.ndarray:

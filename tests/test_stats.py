@@ -235,3 +235,28 @@ def test_the_grid_machine_time_counts_each_run_once_in_its_first_family(monkeypa
     assert table.process_hours.to_dict() == pytest.approx(
         {"single": 2.0, "add_one_in": 0.5, "road": 0.0, "open_question": 0.0, "total": 2.5})
     assert "| total | 3 | 2.5 | 1.2 |" in report.machine_time_markdown(table.reset_index())
+
+
+def test_the_t_interval_of_one_mean_and_its_test_against_the_papers_value():
+    from experiments.stats import mean_interval
+
+    # x = 1.0, 1.1, 1.2: mean 1.1, s = 0.1, se = 0.1 / sqrt(3); t(0.975, 2) = 4.302653 (closed form above)
+    m = mean_interval([1.0, 1.1, 1.2], mu=0.95)
+    se = 0.1 / math.sqrt(3)
+    assert (m.n, m.mean, m.std, m.se) == pytest.approx((3, 1.1, 0.1, se))
+    assert (m.low, m.high) == pytest.approx((1.1 - 4.302653 * se, 1.1 + 4.302653 * se), abs=1e-6)
+    assert m.p == pytest.approx(2 * scipy_stats.t.sf(0.15 / se, 2))
+    assert mean_interval([1.0], mu=0.95) is None
+
+
+def test_the_paper_gap_counts_the_seeds_at_or_below_the_papers_value():
+    from experiments.report import paper_gap_markdown
+
+    # float32 test errors: 0.95 is stored as 0.9499999881 and 0.80 as 0.8000000119; both count as reaching it
+    runs = fake_runs({"paper": [0.9499999881, 1.1, 1.2, 0.9], "paper+distortions": [0.8000000119, 0.9]})
+    text = paper_gap_markdown(runs)
+    paper = next(line for line in text.splitlines() if line.startswith("| paper |"))
+    assert "| 0.95 1.10 1.20 0.90 |" in paper and "| 2 of 4 |" in paper
+    assert "1.037 ± 0.138" in paper  # mean 1.0375 - 3e-9 and std (ddof=1) of the four seeds
+    dist = next(line for line in text.splitlines() if line.startswith("| paper+distortions |"))
+    assert "| 1 of 2 |" in dist
