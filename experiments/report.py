@@ -242,7 +242,6 @@ def seeds_figure(runs: pd.DataFrame, table: pd.DataFrame, path: Path, title: str
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy import stats as st
 
     ok = runs[runs.status == "ok"]
     fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(table) + 1.6))
@@ -255,9 +254,9 @@ def seeds_figure(runs: pd.DataFrame, table: pd.DataFrame, path: Path, title: str
         if len(bad):  # crosses near 90% print over each other: say how many there are
             ax.annotate(f"{len(bad)} of {len(e)} do not train", (bad.max(), i), xytext=(0, 6),
                         textcoords="offset points", ha="right", va="bottom", fontsize=7, color="tab:red")
-        if len(good) > 1:
-            half = st.t.ppf(0.975, len(good) - 1) * good.std(ddof=1) / math.sqrt(len(good))
-            ax.errorbar(good.mean(), i, xerr=half, fmt="o", color="tab:blue", capsize=3, zorder=2,
+        m = mean_interval(good)
+        if m is not None:
+            ax.errorbar(m.mean, i, xerr=m.high - m.mean, fmt="o", color="tab:blue", capsize=3, zorder=2,
                         label="mean, 95% t interval (runs that train)" if i == 0 else None)
     if reference_line:
         ax.axvline(reference_line[0], color="k", ls="--", lw=1, label=reference_line[1])
@@ -464,7 +463,6 @@ def per_pass(out: Path, runs: pd.DataFrame) -> pd.DataFrame:
 
 def figures(out: Path, runs: pd.DataFrame, table: pd.DataFrame, data_dir) -> list:
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -64,16 +64,16 @@ class Mean:
     p: float  # two-sided p-value of the one-sample t-test against mu
 
 
-def mean_interval(x, mu: float, confidence: float = 0.95) -> Mean | None:
+def mean_interval(x, mu: float = math.nan, confidence: float = 0.95) -> Mean | None:
     """The t interval of mean(x) (n - 1 degrees of freedom) and the one-sample t-test of
-    mean(x) = mu; None for fewer than 2 values."""
+    mean(x) = mu (p is nan without mu); None for fewer than 2 values."""
     x = np.asarray(x, dtype=float)
     if len(x) < 2:
         return None
     n, m, sd = len(x), float(x.mean()), float(x.std(ddof=1))
     se = sd / math.sqrt(n)
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * se
-    p = 2 * stats.t.sf(abs(m - mu) / se, n - 1) if se > 0 else math.nan
+    p = 2 * stats.t.sf(abs(m - mu) / se, n - 1) if se > 0 and not math.isnan(mu) else math.nan
     return Mean(n, m, sd, se, m - half, m + half, float(p))
 
 
