@@ -178,3 +178,17 @@ def test_only_the_committed_grid_rewrites_readme_and_reproducing(tmp_path):
     assert repository_docs(tmp_path, False, 3, 20) is None  # another --out: a timing run, say
     assert repository_docs(REPO / "results", False, 3, 2) is None  # another budget
     assert repository_docs(REPO / "results", True, 3, 20) is None
+
+
+@pytest.mark.parametrize("family", ["single", "open_question", "road"])
+def test_a_clone_has_every_run_of_the_finished_families(family):
+    """`ablate --all` (3 seeds), `--all --seeds 10` and a finished `--family NAME` on a clone of
+    this repository train nothing: every run folder they plan is committed, finished."""
+    from experiments.grid import BUDGETS, plan
+    from experiments.variants import family as members
+
+    names = members(family)
+    seeds = [3, BUDGETS[family].seeds] if family == "single" else [BUDGETS[family].seeds]
+    for n in seeds:
+        missing = plan(names, dataclasses.replace(BUDGETS[family], seeds=n), REPO / "results" / "runs")
+        assert missing == [], [(label, c.seed) for _, runs in missing for label, c in runs]
