@@ -378,12 +378,17 @@ def ablation_latex(table: pd.DataFrame, seeds: int, epochs: int, train_size: int
     return "\n".join(lines) + "\n"
 
 
+def process_hours(runs: pd.DataFrame) -> float:
+    """Hours of one process the runs took: each run's pass times shared by its lockstep group."""
+    return float((runs.pass_time_s / runs.replicas_in_group).sum()) / 3600
+
+
 def machine_time_line(runs: pd.DataFrame) -> list:
     """The grid's cost from its run folders: each run's passes (training, h_kk estimate and
     evaluation; `pass_time_s`, summed over resumed stretches) shared by its lockstep group."""
     if not len(runs):
         return []
-    hours = float((runs.pass_time_s / runs.replicas_in_group).sum()) / 3600
+    hours = process_hours(runs)
     return ["", f"Machine time of these {len(runs)} runs, from their run folders: {hours:.1f} h of one "
             f"process (per-pass wall times divided by the lockstep group size; compiling and loading not "
             f"counted), so about {hours / 2:.1f} h of wall time with `--jobs 2` on this 2-core machine."]
@@ -431,8 +436,7 @@ def machine_time_table(out: Path, seeds: int, epochs: int, train_size: int) -> p
         runs = collect_runs(out, seeds, epochs, train_size, variants={n: v for n, v in ALL.items() if v.family == name})
         new = runs.drop_duplicates("run")[lambda r: ~r.run.isin(seen)] if len(runs) else runs
         seen |= set(new.run) if len(new) else set()
-        hours = float((new.pass_time_s / new.replicas_in_group).sum()) / 3600 if len(new) else 0.0
-        rows.append({"family": name, "runs": len(new), "process_hours": hours})
+        rows.append({"family": name, "runs": len(new), "process_hours": process_hours(new) if len(new) else 0.0})
     table = pd.DataFrame(rows)
     total = {"family": "total", "runs": int(table.runs.sum()), "process_hours": float(table.process_hours.sum())}
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
