@@ -180,7 +180,7 @@ def test_only_the_committed_grid_rewrites_readme_and_reproducing(tmp_path):
     assert repository_docs(REPO / "results", True, 3, 20) is None
 
 
-@pytest.mark.parametrize("family", ["single", "open_question", "road"])
+@pytest.mark.parametrize("family", ["single", "add_one_in", "open_question", "road"])
 def test_a_clone_has_every_run_of_the_finished_families(family):
     """`ablate --all` (3 seeds), `--all --seeds 10` and a finished `--family NAME` on a clone of
     this repository train nothing: every run folder they plan is committed, finished."""
