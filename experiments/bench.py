@@ -201,7 +201,9 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, devices
             raise click.UsageError(f"--render-only: no {path} to render")
         old = (Path(out) / "bench.md").read_text() if (Path(out) / "bench.md").is_file() else ""
         measured = re.search(r"--patterns (\d+)", old)  # the command line the table was measured with
-        atomic_write_text(Path(out) / "bench.md", render(pd.read_csv(path), int(measured[1]) if measured else patterns))
+        machine = re.search(r"in one run: (.+?), one torch thread per process", old)  # where it was measured
+        atomic_write_text(Path(out) / "bench.md", render(pd.read_csv(path), int(measured[1]) if measured else patterns,
+                                                          machine[1] if machine else "machine not recorded"))
         click.echo(f"wrote {Path(out) / 'bench.md'}")
         return
     if "cuda" in (devices or ()) and not torch.cuda.is_available():
@@ -277,7 +279,8 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
 
     Rates per process: groups of mixed variants from the grid's mixed-group row; other per-pattern
     groups from the side-by-side row of the nearest K (else one process alone, at K=3);
-    minibatch groups from the single-process Adam K=3 row. Returns (hours, groups, variants)."""
+    minibatch groups from the single-process Adam row (K=1: a minibatch group trains its runs one after
+    the other). Returns (hours, groups, variants, engine kind)."""
     from .grid import GRID as GRID_BUDGET, plan, schedule
     from .variants import GRID as VARIANTS
 
@@ -293,7 +296,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     for name, runs in groups:
         k = len(runs)
         if runs[0][1].batch_size > 1:
-            rate = minibatch.get(3, minibatch.iloc[-1])
+            rate = minibatch[1]
         elif len({label for label, _ in runs}) > 1 and len(mixed):  # a mixed group, like the measured one
             rate = mixed.patterns_per_s_total.iloc[-1] / 2
         elif len(side):
@@ -301,14 +304,20 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
         else:
             rate = alone[min(alone.index, key=lambda m: abs(m - k))]
         seconds.append(sum(c.epochs * c.train_size for _, c in runs) / rate)
-    return schedule(seconds, 2) / 3600, len(groups), len(names)
+    return schedule(seconds, 2) / 3600, len(groups), len(names), kind
 
 
-def render(table, patterns):
+def this_machine():
+    """The line that says where a table was measured: CPU, cores, torch."""
+    return f"{cpu_model()}, {multiprocessing.cpu_count()} cores, torch {torch.__version__}"
+
+
+def render(table, patterns, machine=None):
+    """bench.md from bench.csv's rows; `machine` is where they were measured (default: here)."""
     lines = [
         "# Training throughput", "",
         f"Measured by `python -m experiments.bench --patterns {patterns}` in one run: "
-        f"{cpu_model()}, {multiprocessing.cpu_count()} cores, torch {torch.__version__}, one torch thread per "
+        f"{machine or this_machine()}, one torch thread per "
         "process unless the case says otherwise. Patterns per second; ratio = total throughput / the reference "
         "(the faster single-process plain loop) of the same kind on the same device.", "",
         "K: replicas per process (processes x replicas where two run side by side).", "",
@@ -326,17 +335,17 @@ def render(table, patterns):
         lines += ["", f"Both cores: the fastest two-process engine case runs **{best.patterns_per_s_total / plain2:.2f}x** "
                   f"two plain loops side by side (per core), and {best.ratio_to_reference:.2f}x the single plain loop."]
     try:
-        hours, groups, n = grid_estimate(table)
-        variant_hours, variant_groups, _ = grid_estimate(table, lockstep="variant")
-        core_hours, core_groups, n_core = grid_estimate(table, core_only=True)
+        hours, groups, n, kind = grid_estimate(table)
+        variant_hours, variant_groups, _, _ = grid_estimate(table, lockstep="variant")
+        core_hours, core_groups, n_core, _ = grid_estimate(table, core_only=True)
         lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x 20 "
-                  f"passes, compiled engine, `--jobs 2`): **{hours:.1f} h** on this machine, in {groups} lockstep "
+                  f"passes, {kind} engine, `--jobs 2`): **{hours:.1f} h** on this machine, in {groups} lockstep "
                   f"groups (`--lockstep architecture`, the default: the variants that share the paper's layer "
                   f"shapes train together, in groups of at most 18); {variant_hours:.1f} h with one group per variant "
                   f"(`--lockstep variant`, {variant_groups} groups); the {n_core} core variants alone (`paper`, one "
                   f"switch per paper piece, `modern`): {core_hours:.1f} h. Each group's time comes from the measured "
                   "throughput of one of two processes side by side (the mixed-group row for groups of mixed "
-                  "variants; the nearest K otherwise; Adam: the single-process minibatch K=3 row), and the "
+                  "variants; the nearest K otherwise; Adam: the single-process minibatch row, its runs one after the other), and the "
                   "groups are scheduled on two workers as `ablate` does; h_kk estimates, evaluation and compiling "
                   "are not counted, and distortions only in the mixed-group row."]
     except Exception as e:  # the estimate is a convenience; the table stands alone
