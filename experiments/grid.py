@@ -129,7 +129,8 @@ def resume_point(point: dict | None, config):
     point of an older format without them starts over."""
     from lenet1998.train import ResumePoint
 
-    if point is None or (config.optimizer == "adam" and point.get("rule_state") is None):
+    needs_state = config.optimizer == "adam" or config.sdlm_reestimate == "once"  # moments; h_kk of pass 1
+    if point is None or (needs_state and point.get("rule_state") is None):
         return None
     return ResumePoint(point["passes_done"], point["state"], point["history"], point.get("rule_state"))
 

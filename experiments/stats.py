@@ -2,6 +2,8 @@
 
     welch_interval(a, b)    difference of means, its Welch t interval and Welch's t-test p-value
     mean_interval(x, mu)    one mean, its standard error and t interval, and the t-test against mu
+    prediction_interval(x)  where one more draw of x falls (t prediction interval) and a value's percentile
+    tost(x, target, margin) two one-sided t-tests: is mean(x) within target +- margin (equivalence)
     holm(p)                 Holm-Bonferroni adjusted p-values over one family of tests
     wilson_interval(k, n)   Wilson score interval of a proportion k / n
     variant_summary(errors) one variant's runs: how many train, median and IQR, mean +- std
@@ -75,6 +77,46 @@ def mean_interval(x, mu: float = math.nan, confidence: float = 0.95) -> Mean | N
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * se
     p = 2 * stats.t.sf(abs(m - mu) / se, n - 1) if se > 0 and not math.isnan(mu) else math.nan
     return Mean(n, m, sd, se, m - half, m + half, float(p))
+
+
+@dataclass(frozen=True)
+class Draw:
+    """Where one more draw of a sample's distribution falls, and how a given value sits in it."""
+
+    low: float  # the two-sided t prediction interval of one new draw
+    high: float
+    below: float  # share of the sample at or below the value (the empirical percentile / 100)
+    predictive: float  # P(new draw <= value) under the t predictive distribution
+
+
+def prediction_interval(x, value: float, confidence: float = 0.95, decimals: int = 2) -> Draw | None:
+    """The t prediction interval of one new draw, mean +- t(n-1) s sqrt(1 + 1/n) (normal
+    draws), and where `value` sits: the share of x at or below it (x rounded to `decimals`, as
+    the tables print errors) and P(new draw <= value) from the same t distribution. None for
+    fewer than 2 values. Compares a single reported run (the paper's) with our seeds."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return None
+    n, m, sd = len(x), float(x.mean()), float(x.std(ddof=1))
+    scale = sd * math.sqrt(1 + 1 / n)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * scale
+    below = float((np.round(x, decimals) <= value).mean())
+    predictive = float(stats.t.cdf((value - m) / scale, n - 1)) if scale > 0 else float(value >= m)
+    return Draw(m - half, m + half, below, predictive)
+
+
+def tost(x, target: float, margin: float) -> float:
+    """p-value of the two one-sided t-tests (TOST) of equivalence: H0 |mean(x) - target| >= margin.
+    p = max of the two one-sided p-values; p < 0.05 says the mean lies within target +- margin
+    (the 90% t interval inside it). nan for fewer than 2 values or no spread."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2 or x.std(ddof=1) == 0:
+        return math.nan
+    n, m = len(x), float(x.mean())
+    se = float(x.std(ddof=1)) / math.sqrt(n)
+    p_low = stats.t.sf((m - (target - margin)) / se, n - 1)  # H0: mean <= target - margin
+    p_high = stats.t.cdf((m - (target + margin)) / se, n - 1)  # H0: mean >= target + margin
+    return float(max(p_low, p_high))
 
 
 def holm(pvalues) -> np.ndarray:

@@ -9,8 +9,13 @@ silent the default is our best reading, and REPRODUCING.md lists it under "Open 
 `sdlm_output_curvature` (the second derivative that seeds the h_kk recursion). Two fields
 exist to measure readings beside ours: `distortion_scale` (the distortion ranges, which the
 paper does not give, scaled around their identity values) and `sdlm_subsampling_h` (the S2/S4
-coefficient's h_kk per connection, Eq. 23, or with its connections' cross terms kept). One
-exists for choosing without the test set: `val_size` holds out the last patterns of the 60,000
+coefficient's h_kk per connection, Eq. 23, or with its connections' cross terms kept). Three
+fields hold readings of the authors' public code (SPEC.md section 15; REPRODUCING.md, "The
+paper gap"): `subsampling_init` (the S2/S4 coefficient's constant start), `sdlm_output_seed`
+(the exact second derivative of Eq. 9 at F6 in place of the constant seed) and
+`sdlm_reestimate` (h_kk once or before every pass); the authors' `init`, `input_coding` and
+`order` are entries of those registries ("lab", "lab", "file"). One exists for choosing
+without the test set: `val_size` holds out the last patterns of the 60,000
 as a validation split (0, the default, is the paper: every pattern trains).
 
 Deviation: `init` defaults to "paper_sqrt" (U(+-2.4/sqrt(F_i))) and `subsampling` to
@@ -28,12 +33,12 @@ import math
 from dataclasses import dataclass
 
 from .data import INPUT_CODING
-from .init import BIAS_INIT, INIT
+from .init import BIAS_INIT, INIT, SUBSAMPLING_INIT
 from .layers import C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING, SUBSAMPLING_H
-from .loss import LOSSES, LOSSES_FOR_OUTPUT
+from .loss import LOSSES, LOSSES_FOR_OUTPUT, OUTPUT_SEEDS
 from .patterns import DISTORTIONS, ORDER
 from .registry import ConfigError
-from .sdlm import STEP_RULES
+from .sdlm import REESTIMATE, STEP_RULES
 
 # distortion_scale at most this: every scale and squeeze factor stays positive (lenet1998/distortions.py).
 MAX_DISTORTION_SCALE = 5.0
@@ -50,7 +55,8 @@ REGISTRIES = {
     "squashing": SQUASHING, "subsampling": SUBSAMPLING, "c3_table": C3_TABLES, "output": OUTPUT,
     "loss": LOSSES, "optimizer": STEP_RULES, "init": INIT, "bias_init": BIAS_INIT,
     "input_coding": INPUT_CODING, "order": ORDER, "distortions": DISTORTIONS,
-    "sdlm_subsampling_h": SUBSAMPLING_H,
+    "sdlm_subsampling_h": SUBSAMPLING_H, "subsampling_init": SUBSAMPLING_INIT, "sdlm_output_seed": OUTPUT_SEEDS,
+    "sdlm_reestimate": REESTIMATE,
 }
 CHOICES = {name: tuple(registry) for name, registry in REGISTRIES.items()}
 
@@ -83,12 +89,15 @@ class LeNetConfig:
     sdlm_samples: int = 500  # patterns used to re-estimate h_kk before each pass
     sdlm_output_curvature: float = 2.0  # d2E/dx_j^2 at the F6 outputs seeding Eq. (27)
     sdlm_subsampling_h: str = "per_connection"  # S2/S4 coefficient's h_kk: Eq. (23) per connection, or "shared_sum"
+    sdlm_output_seed: str = "constant"  # the seed at F6: sdlm_output_curvature, or "map_exact" (Eq. 9's own)
+    sdlm_reestimate: str = "every_pass"  # h_kk before every pass (Appendix C), or "once" (the Lush demo)
     lr: float = 0.0  # a constant step in place of the rule's own (0: SDLM/SGD follow eta_schedule, Adam 1e-3)
     batch_size: int = 1  # 1 = one update per pattern, as the paper
     order: str = "fixed"  # "a constant random order" (Appendix C)
     # --- initialisation (Appendix A) ---
     init: str = "paper_sqrt"
     bias_init: str = "fan_in"  # biases drawn like the unit's weights; the paper is silent
+    subsampling_init: str = "fan_in"  # S2/S4 coefficient and bias drawn as weights, or "constant" (the authors' code)
     # --- data (Sec. II-B, III-A, III-C) ---
     input_coding: str = "paper"  # white -0.1, black 1.175, padded to 32x32 with -0.1
     train_size: int = 60000  # the first N training patterns (Fig. 6)
@@ -190,5 +199,13 @@ def validate(c: LeNetConfig) -> None:
     if c.sdlm_subsampling_h != "per_connection" and (c.optimizer != "sdlm" or c.subsampling not in ("trainable_average", "trainable_sum")):
         raise ConfigError(f"sdlm_subsampling_h={c.sdlm_subsampling_h!r} reads SDLM's h_kk of a trainable S2/S4 "
                           "coefficient: it needs optimizer='sdlm' and subsampling 'trainable_average' or 'trainable_sum'")
+    if c.sdlm_output_seed != "constant" and (c.output != "rbf" or c.loss != "map"):
+        raise ConfigError(f"sdlm_output_seed={c.sdlm_output_seed!r} is the second derivative of the MAP criterion "
+                          "(Eq. 9): it needs output='rbf' and loss='map'")
+    if c.sdlm_reestimate != "every_pass" and c.optimizer != "sdlm":
+        raise ConfigError(f"sdlm_reestimate={c.sdlm_reestimate!r} says when SDLM estimates h_kk: it needs optimizer='sdlm'")
+    if c.subsampling_init != "fan_in" and c.subsampling not in ("trainable_average", "trainable_sum"):
+        raise ConfigError(f"subsampling_init={c.subsampling_init!r} starts a trainable S2/S4 coefficient: it needs "
+                          "subsampling 'trainable_average' or 'trainable_sum'")
     if not c.eta_schedule or c.eta_schedule[0][0] != 1:
         raise ConfigError("eta_schedule must be ((first_pass, eta), ...) starting at pass 1")

@@ -152,7 +152,17 @@ def unit_coding(ink32: torch.Tensor) -> torch.Tensor:
     return ink32
 
 
-INPUT_CODING = Registry("input_coding", {"paper": paper_coding, "unit": unit_coding})
+# The authors' code (demos/lenet5.lsh in Lush 2's gblearn2, demos/mnist/src/main.cpp in EBLearn
+# 2009): each byte times 0.01, so background and padding 0 and full ink 2.55 (SPEC.md section 15).
+LAB_INK = 2.55
+
+
+def lab_coding(ink32: torch.Tensor) -> torch.Tensor:
+    """The authors' code: pixel x 0.01, background and padding 0, full ink 2.55 (not the paper's text)."""
+    return LAB_INK * ink32
+
+
+INPUT_CODING = Registry("input_coding", {"paper": paper_coding, "unit": unit_coding, "lab": lab_coding})
 
 
 def code(ink32: torch.Tensor, coding: str = "paper") -> torch.Tensor:

@@ -10,8 +10,9 @@ class whose penalty is already well above j is no longer pushed up. The log-sum 
 with logsumexp; log(sum(exp(-y))) in plain floats underflows to log(0) for penalties near 100.
 
 Every function takes outputs (..., 10) and targets (...) and returns the per-pattern criterion,
-shape (...); the trainers average it over a minibatch (the 1/P of the paper). Registry
-declared here: `LOSSES`.
+shape (...); the trainers average it over a minibatch (the 1/P of the paper). Registries
+declared here: `LOSSES` and `OUTPUT_SEEDS` (how SDLM's second-derivative pass is seeded at the
+RBF output: LeNetConfig.sdlm_output_seed).
 
 Deviation: the paper gives no value of j; LeNetConfig.map_j defaults to 10 (REPRODUCING.md).
 """
@@ -51,12 +52,45 @@ LOSSES = Registry("loss", {"map": map_loss, "mle": mle_loss, "cross_entropy": cr
 LOSSES_FOR_OUTPUT = {"rbf": ("map", "mle"), "linear": ("cross_entropy",)}
 
 
-def output_curvature(config, out):
+def map_output_curvature(penalties, features, centres, j):
+    """The exact d2E/dx_j^2 of the MAP criterion (Eq. 9) at each F6 output x_j: (N, 84).
+
+    With d_ij = x_j - c_ij (c_i the fixed code of class i), y_i = sum_j d_ij^2 (Eq. 7),
+    Z = e^{-j} + sum_k e^{-y_k}, p_i = e^{-y_i} / Z and p_none = e^{-j} / Z (Eq. 9's posteriors,
+    `posteriors`), the criterion is E = y_D + log Z. Then
+        dE/dx_j     = 2 d_Dj - 2 sum_i p_i d_ij
+        dp_i/dx_j   = -2 p_i (d_ij - m_j),  m_j = sum_k p_k d_kj
+        d2E/dx_j^2  = 2 - 2 sum_i p_i - 2 sum_i d_ij dp_i/dx_j
+                    = 2 p_none + 4 (sum_i p_i d_ij^2 - m_j^2)  =  2 p_none + 4 Var_p(d_j),
+    since sum_i p_i = 1 - p_none. It does not depend on the class D. Var_p is taken with the
+    weights p_i, whose sum 1 - p_none is at most 1, so by Cauchy-Schwarz m_j^2 <= (sum_i p_i)
+    (sum_i p_i d_ij^2) <= sum_i p_i d_ij^2: the seed is never negative, and Eqs. (25)-(27)
+    keep every h_kk >= 0. Far from every code (p_none -> 1) it tends to 2, today's constant
+    (the MLE part's own 2); where one class dominates (p_i -> 1) it tends to 0; between
+    competing classes it grows with their codes' disagreement at x_j. The off-diagonal terms in
+    x_j, x_k are dropped, as Eq. (23) drops cross terms. tests/test_fingerprint.py checks it
+    against autograd and a loop over patterns and units.
+    """
+    probs, none = posteriors(penalties, "map", j)  # (N, 10), (N,)
+    d = features.unsqueeze(-2) - centres  # (N, 10, 84)
+    p = probs.unsqueeze(-1)
+    mean = (p * d).sum(-2)  # (N, 84)
+    return 2 * none.unsqueeze(-1) + 4 * ((p * d.square()).sum(-2) - mean.square())
+
+
+# How the second-derivative pass is seeded at the RBF output (LeNetConfig.sdlm_output_seed):
+# the constant config.sdlm_output_curvature, or the exact diagonal of Eq. (9)'s second derivative.
+OUTPUT_SEEDS = Registry("sdlm_output_seed", {"constant": None, "map_exact": map_output_curvature})
+
+
+def output_curvature(config, out, features=None, centres=None):
     """d2E/d(out)^2 seeding the second-derivative pass of SDLM (Appendix C, Eq. 27).
 
-    RBF output: the recursion starts at the F6 outputs x_j with the constant
-    config.sdlm_output_curvature (2, the second derivative of (x_j - w_Dj)^2 in y_D; the paper
-    does not state the seed). Linear output with cross-entropy: the Gauss-Newton diagonal
+    RBF output: the recursion starts at the F6 outputs x_j (`features`, (N, 84)) with the
+    constant config.sdlm_output_curvature (2, the second derivative of (x_j - w_Dj)^2 in y_D;
+    the paper does not state the seed), or, with sdlm_output_seed "map_exact", with the exact
+    diagonal of the MAP criterion's second derivative (`map_output_curvature`; `centres` the
+    RBF codes (10, 84)). Linear output with cross-entropy: the Gauss-Newton diagonal
     p_i (1 - p_i) on the logits, derived as follows (not in the paper).
 
     With logits a, p = softmax(a) and target D, E = -a_D + log sum_k e^{a_k}, so
@@ -71,7 +105,9 @@ def output_curvature(config, out):
     cross terms between connections. tests/test_variants_grid.py checks both against autograd.
     """
     if config.output == "rbf":
-        return config.sdlm_output_curvature
+        if OUTPUT_SEEDS[config.sdlm_output_seed] is None:
+            return config.sdlm_output_curvature
+        return map_output_curvature(out, features, centres, config.map_j)
     p = torch.softmax(out, dim=-1)
     return p * (1 - p)
 

@@ -100,7 +100,7 @@ class LeNet5(nn.Module):
         layer by layer in forward order, by the config's rules (Appendix A; lenet1998/init.py)."""
         g = torch.Generator().manual_seed(int(self.config.seed if seed is None else seed))
         for _, layer in self.trainable_layers():
-            init_layer(layer, self.config.init, self.config.bias_init, g)
+            init_layer(layer, self.config.init, self.config.bias_init, g, self.config.subsampling_init)
         return self
 
     def state(self):

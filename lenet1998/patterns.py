@@ -5,7 +5,9 @@ Paper: Appendix C ("the patterns are presented in a constant random order"; h_kk
 on 500 patterns before each pass) and Sec. III-C (60,000 originals + 540,000 distorted).
 
 Registries declared here: `ORDER` ("fixed": one permutation for every pass, as the paper;
-"reshuffle": a new one each pass) and `DISTORTIONS` ("none", or "affine": a pass is n patterns
+"reshuffle": a new one each pass; "file": the training file's own order, never shuffled, as
+the authors' code presents them: Lush 2's demos/lenet5.lsh and EBLearn 2009's
+demos/mnist/src/main.cpp step through the data source in order) and `DISTORTIONS` ("none", or "affine": a pass is n patterns
 drawn without replacement from the pool of 10 n, lenet1998/distortions.py).
 
 Validation split (not in the paper; LeNetConfig.val_size): the last val_size patterns of the
@@ -30,8 +32,9 @@ def generator(seed: int, stream: int, pass_number: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream * 10_007 + pass_number)
 
 
-# The pass number that seeds a pass's permutation.
-ORDER = Registry("order", {"fixed": lambda pass_number: 0, "reshuffle": lambda pass_number: pass_number})
+# The pass number that seeds a pass's permutation; None: no permutation, the file's order.
+ORDER = Registry("order", {"fixed": lambda pass_number: 0, "reshuffle": lambda pass_number: pass_number,
+                           "file": lambda pass_number: None})
 
 # The pool a pass draws from: None (the n originals) or a DistortionPool built from the originals.
 DISTORTIONS = Registry("distortions", {"none": None, "affine": DistortionPool})
@@ -42,7 +45,10 @@ def pattern_order(config, n: int, pass_number: int) -> torch.Tensor:
     distortions n pool indices drawn without replacement from the pool of 10 n."""
     if DISTORTIONS[config.distortions] is not None:
         return torch.randperm(POOL_FACTOR * n, generator=generator(config.seed, STREAM_POOL, pass_number))[:n]
-    return torch.randperm(n, generator=generator(config.seed, STREAM_ORDER, ORDER[config.order](pass_number)))
+    seed_pass = ORDER[config.order](pass_number)
+    if seed_pass is None:
+        return torch.arange(n)
+    return torch.randperm(n, generator=generator(config.seed, STREAM_ORDER, seed_pass))
 
 
 class TrainingPatterns:

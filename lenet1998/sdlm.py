@@ -8,8 +8,9 @@ Paper: Appendix C, Eqs. (18)-(27); Sec. III-B (constants and schedule).
     d2E/du_ij^2 = d2E/da_i^2 x_j^2                       (Gauss-Newton, Eq. 25)
     d2E/da_i^2  = f'(a_i)^2 sum_k u_ki^2 d2E/da_k^2      (Gauss-Newton, Eq. 27)
 
-h_kk is averaged over `sdlm_samples` (500) patterns and re-estimated before each pass; eta
-follows the schedule 5e-4 (passes 1-2), 2e-4 (3-5), 1e-4 (6-8), 5e-5 (9-12), 1e-5 (13-20).
+h_kk is averaged over `sdlm_samples` (500) patterns and re-estimated before each pass
+(`sdlm_reestimate` "every_pass"; "once": estimated before pass 1 and kept, as the Lush 2 demo,
+packages/gblearn2/demos/lenet5.lsh, computes it once before training); eta follows the schedule 5e-4 (passes 1-2), 2e-4 (3-5), 1e-4 (6-8), 5e-5 (9-12), 1e-5 (13-20).
 
 How the second derivatives are backpropagated: each layer's linear part is linear in its
 weights and in its input, so Eqs. (25) and (27) are exactly the reverse-mode derivatives of the
@@ -39,14 +40,16 @@ def hessian_diagonal(model, x, curvature):
 
     model: a module whose forward(x, trace) appends (layer, activation, input, pre-activation)
     per linear stage; curvature: d2E/d(out)^2 at the last traced stage's output (after its
-    activation): a number or a tensor, or a function of the model's output returning one.
+    activation): a number or a tensor, or a function (model output, last traced stage's
+    output) -> one (for LeNet-5 with the RBF head: the penalties and the F6 outputs).
     Returns one tensor per parameter of `model.parameters()`, shaped like it.
     """
     trace = []
     with torch.no_grad():
         out = model(x, trace)
     if callable(curvature):
-        curvature = curvature(out)
+        layer, activation, _, a = trace[-1]
+        curvature = curvature(out, activation(a))
     params = list(model.parameters())
     squared = {id(p): p.detach().square().requires_grad_() for p in params}
     z = None
@@ -79,13 +82,18 @@ class SDLM:
         self.model, self.config = model, config
         self.params = list(model.parameters())
         self.eps = [torch.zeros_like(p) for p in self.params]
+        self.h = None  # the h_kk of the last estimate
 
     def curvature(self, sample):
         """h_kk of every parameter (Eqs. 23-27), averaged over the sample."""
-        return hessian_diagonal(self.model, sample, lambda out: output_curvature(self.config, out))
+        centres = getattr(self.model.head, "centres", None)
+        return hessian_diagonal(self.model, sample,
+                                lambda out, features: output_curvature(self.config, out, features, centres))
 
     def begin_pass(self, pass_number: int, sample=None):
-        h = self.curvature(sample)
+        if self.h is None or REESTIMATE[self.config.sdlm_reestimate]:
+            self.h = self.curvature(sample)
+        h = self.h
         eta = self.config.step_size(pass_number)
         # Contiguous like the parameters, so that a compiled step sees the same layout every pass.
         self.eps = [(eta / (self.config.sdlm_mu + hk)).contiguous() for hk in h]  # Eq. (21)
@@ -104,10 +112,20 @@ class SDLM:
         return out
 
     def state_dict(self):
-        return None  # everything is re-estimated at the start of a pass
+        """None where everything is re-estimated at the start of a pass; with h_kk estimated
+        once, the h_kk of pass 1 (a resumed run keeps them)."""
+        if REESTIMATE[self.config.sdlm_reestimate] or self.h is None:
+            return None
+        return {"h": [h.detach().cpu().clone() for h in self.h]}
 
     def load_state_dict(self, state):
-        pass
+        if state is not None and "h" in state:
+            self.h = [h.to(p.device, p.dtype) for h, p in zip(state["h"], self.params)]
+
+
+# When SDLM estimates h_kk (LeNetConfig.sdlm_reestimate): True = before every pass (Appendix C),
+# False = once, before the first pass, kept for the run (the Lush 2 demo).
+REESTIMATE = Registry("sdlm_reestimate", {"every_pass": True, "once": False})
 
 
 class SGD(SDLM):

@@ -198,7 +198,7 @@ def test_the_h_kk_of_a_linear_layer_on_cross_entropy_against_brute_force(float64
     net = LinearHead()
     config = LeNetConfig(output="linear", loss="cross_entropy")
     x = torch.randn(6, 5, generator=torch.Generator().manual_seed(6))
-    h_w, h_b = hessian_diagonal(net, x, lambda out: output_curvature(config, out))
+    h_w, h_b = hessian_diagonal(net, x, lambda out, features: output_curvature(config, out))
     want_w, want_b = np.zeros((4, 5)), np.zeros(4)
     W, b = (p.detach().numpy() for p in net.fc.parameters())
     for xn in x.numpy():  # Eq. (25) by loops: d2E/du_oi^2 = p_o (1 - p_o) x_i^2
@@ -229,7 +229,7 @@ def test_lenet5_with_a_linear_output_is_seeded_with_p_times_1_minus_p():
     model = LeNet5(config).initialize()
     x = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(2))
     h = dict(zip([n for n, _ in model.named_parameters()],
-                 hessian_diagonal(model, x, lambda out: output_curvature(config, out))))
+                 hessian_diagonal(model, x, lambda out, features: output_curvature(config, out))))
     with torch.no_grad():
         p = torch.softmax(model(x), -1)
     torch.testing.assert_close(h["head.bias"], (p * (1 - p)).mean(0), rtol=1e-5, atol=1e-8)

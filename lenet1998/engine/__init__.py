@@ -37,10 +37,11 @@ CHUNK = 2000  # patterns gathered at once
 # What may differ between the runs of one group (each run keeps its own): everything else in
 # the config is shared, except that trainable S2/S4 may average or sum, an RBF output may be
 # trained by MAP or MLE, and per-pattern runs may step by SDLM or SGD (with their own lr).
-# distortion_scale (each run's pool) and sdlm_subsampling_h (h_kk is estimated by each run's own
-# network and step rule, outside the fast step: the kernel reads neither) are per run as well.
+# distortion_scale (each run's pool), subsampling_init (each run's start) and sdlm_subsampling_h,
+# sdlm_output_seed, sdlm_reestimate (h_kk is estimated by each run's own network and step rule,
+# outside the fast step: the kernel reads none of them) are per run as well.
 PER_RUN = ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table",
-           "distortion_scale", "sdlm_subsampling_h")
+           "distortion_scale", "sdlm_subsampling_h", "subsampling_init", "sdlm_output_seed", "sdlm_reestimate")
 
 
 def handles(config) -> bool:
@@ -120,8 +121,9 @@ def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progr
     if any(s is not None for s in starts):
         if len({None if s is None else s.passes_done for s in starts}) > 1:
             raise ValueError("the runs of a group must resume from the same pass")
-        for net, r, s in zip(nets, results, starts):
+        for net, rule, r, s in zip(nets, rules, results, starts):
             net.load_state(s.state)
+            rule.load_state_dict(s.rule_state)  # h_kk estimated once are kept
             r.history = list(s.history)
         first_pass = starts[0].passes_done + 1
 

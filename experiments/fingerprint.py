@@ -1,0 +1,482 @@
+"""The paper's own fingerprints: which reading of the paper reproduces the numbers it prints from
+inside its training, chosen without the test set.
+
+Paper: Sec. III-B, "the effective learning rates eps_k ... in the first pass ... were between
+approximately 7x10^-5 and 0.016" (eta 5e-4, mu 0.02: h_kk in about [0.011, 7.1]); Fig. 6
+(training error about 0.05% at 15,000 patterns).
+
+    python -m experiments.fingerprint pass1     # every reading, alone and in pairs, then greedily:
+                                                # results/fingerprints/pass1.csv (minutes, no training)
+    python -m experiments.fingerprint train     # the validation, Fig. 6 and final runs (hours)
+    python -m experiments.report                # results/fingerprints.md/.csv, the figure, the paper gap
+
+The primary fingerprint is free of the test set and of training: for each reading and seed, one
+network drawn at initialisation, h_kk estimated on its pass-1 sample exactly as the trainer does
+(lenet1998/sdlm.py SDLM.begin_pass), and the step eps_k = eta / (mu + h_kk) of every free
+parameter (Table I's connections only). Its distance to the paper's range is
+
+    distance = max(|log10(eps_min / 7e-5)|, |log10(eps_max / 0.016)|)
+
+on the medians over seeds of eps_min and eps_max (0: both ends on the paper's values; log10(1.5)
+= 0.18: both within a factor 1.5). Every reading is computed with val_size = 10,000 (the h_kk
+sample comes from the first 50,000 training patterns), as the runs that check it.
+
+The procedure (REPRODUCING.md, "Choosing a reading by the fingerprint", written before it ran):
+every reading alone and every pair of readings that change different fields; readings whose
+pass-1 steps equal `paper`'s for every seed (they act only after pass 1: the order, h_kk once,
+j under the constant seed) are listed but never combined, since the fingerprint cannot see
+them; from the pair of smallest distance, add the reading that lowers it most while it falls by
+more than 0.05. The result is `paper_fingerprint` (experiments/variants.py; a test checks it
+equals the committed file's choice).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from itertools import combinations
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+import torch
+
+from lenet1998.config import LeNetConfig
+from lenet1998.data import load_mnist
+from lenet1998.model import LeNet5
+from lenet1998.paper import FIG6
+from lenet1998.patterns import TrainingPatterns
+from lenet1998.results import RunFolder, atomic_write_text, check_writable
+from lenet1998.sdlm import SDLM
+
+from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
+from .grid import jobs_of, launch_from_options, launcher_options
+from .stats import mean_interval, prediction_interval, tost
+from .tables import fmt, load_runs
+from .variants import VARIANTS
+
+PAPER_EPS = (7e-5, 0.016)  # Sec. III-B: pass 1's eps_k "between approximately 7x10^-5 and 0.016"
+GOAL = math.log10(1.5)  # the issue's goal: both ends within a factor 1.5
+GREEDY_STEP = 0.05  # a reading joins while it lowers the distance by more than this
+VAL_SIZE = 10000  # every fingerprint and validation run holds out the last 10,000 patterns
+SEEDS = 10
+PERCENTILES = (1, 5, 50, 95, 99)
+CAP_SHARE = 0.95  # a step "at the cap" is at least 95% of eta / mu (h_kk below 0.00105)
+LAYERS = ("C1", "S2", "C3", "S4", "C5", "F6", "all")
+
+# Every reading measured: one field off `paper`. The open questions of results/open_questions.md
+# that can act on training without distortions, Appendix A read literally, Sec. II-B's sum, and the
+# authors' code (SPEC.md section 15; each entry's docstring cites its file).
+READINGS = {
+    "map_j1": {"map_j": 1.0},
+    "map_j100": {"map_j": 100.0},
+    "curvature1": {"sdlm_output_curvature": 1.0},
+    "curvature4": {"sdlm_output_curvature": 4.0},
+    "hessian_samples5000": {"sdlm_samples": 5000},
+    "reshuffle": {"order": "reshuffle"},
+    "zero_bias": {"bias_init": "zero"},
+    "shared_sum_h": {"sdlm_subsampling_h": "shared_sum"},
+    "literal_init": {"init": "paper"},
+    "sum_subsampling": {"subsampling": "trainable_sum"},
+    "lab_s_coef": {"subsampling_init": "constant"},  # gb-modules-nn.lsh: coefficient 0.5 on the sum, bias 0
+    "lab_init": {"init": "lab"},  # demos/lenet5.lsh `forget 1 2`: U(+-1/sqrt(F_i)), Table I fan-ins
+    "lab_input": {"input_coding": "lab"},  # pixel x 0.01: background 0, ink 2.55
+    "hessian_samples100": {"sdlm_samples": 100},  # both demos: h_kk on 100 patterns
+    "hessian_once": {"sdlm_reestimate": "once"},  # the Lush demo: h_kk once, before training
+    "file_order": {"order": "file"},  # both demos: the file's order, never shuffled
+    "map_curvature": {"sdlm_output_seed": "map_exact"},  # Eq. (9)'s exact second derivative at F6
+}
+
+
+def base_config() -> LeNetConfig:
+    """`paper` with the validation split every fingerprint and validation run uses."""
+    return LeNetConfig(val_size=VAL_SIZE, train_size=60000 - VAL_SIZE)
+
+
+def combine(names) -> dict:
+    """The changes of several readings at once; ValueError if two change the same field."""
+    out = {}
+    for name in names:
+        for field, value in READINGS[name].items():
+            if field in out:
+                raise ValueError(f"readings {list(names)} both change {field}")
+            out[field] = value
+    return out
+
+
+def label(names) -> str:
+    """One name for a combination: its readings in READINGS order, joined by '+' ('paper': none)."""
+    return "+".join(n for n in READINGS if n in names) or "paper"
+
+
+def pass1_steps(model, rule, sample) -> dict:
+    """{layer: eps of every free parameter (Table I's connections only), float64} after the
+    pass-1 estimate of h_kk on `sample` (m, 1, 32, 32), and "all": every layer's together."""
+    rule.begin_pass(1, sample)
+    eps = {id(p): e for p, e in zip(rule.params, rule.eps)}
+    out = {name: torch.cat([eps[id(p)][layer.free_entries(p)].double().flatten() for p in layer.parameters()])
+           for name, layer in model.trainable_layers()}
+    out["all"] = torch.cat(list(out.values()))
+    return out
+
+
+def step_stats(eps: torch.Tensor, cap: float) -> dict:
+    """min, the PERCENTILES, max and the share at the cap of one set of steps."""
+    q = torch.quantile(eps, torch.tensor([p / 100 for p in PERCENTILES], dtype=torch.float64)).tolist()
+    return {"n": len(eps), "min": float(eps.min()), **{f"p{p}": v for p, v in zip(PERCENTILES, q)},
+            "max": float(eps.max()), "at_cap": float((eps >= CAP_SHARE * cap).double().mean())}
+
+
+def distance(eps_min: float, eps_max: float) -> float:
+    """max(|log10(eps_min / 7e-5)|, |log10(eps_max / 0.016)|): 0 on the paper's range."""
+    return max(abs(math.log10(eps_min / PAPER_EPS[0])), abs(math.log10(eps_max / PAPER_EPS[1])))
+
+
+def fingerprint_rows(names, data, seeds=SEEDS) -> list:
+    """One row per (seed, layer) of a combination of readings: its pass-1 step statistics."""
+    config = base_config().replace(**combine(names))
+    rows = []
+    for seed in range(seeds):
+        c = config.replace(seed=seed)
+        model = LeNet5(c).initialize()
+        sample = TrainingPatterns(c, data).hessian_sample(1).unsqueeze(1)
+        cap = c.step_size(1) / c.sdlm_mu
+        steps = pass1_steps(model, SDLM(model, c), sample)
+        for layer in LAYERS:
+            rows.append({"reading": label(names), "seed": seed, "layer": layer, **step_stats(steps[layer], cap)})
+    return rows
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per reading and layer, the median over seeds of every statistic, and the distance of
+    the overall row (from the medians of eps_min and eps_max)."""
+    stats = [c for c in rows.columns if c not in ("reading", "seed", "layer")]
+    table = rows.groupby(["reading", "layer"], sort=False)[stats].median().reset_index()
+    table["seeds"] = rows.groupby(["reading", "layer"], sort=False).seed.nunique().values
+    table["distance"] = [distance(r["min"], r["max"]) for _, r in table.iterrows()]
+    return table
+
+
+def invisible(rows: pd.DataFrame) -> list:
+    """The readings whose pass-1 statistics equal `paper`'s for every seed and layer."""
+    stats = [c for c in rows.columns if c not in ("reading",)]
+    paper = rows[rows.reading == "paper"][stats].reset_index(drop=True)
+    return [n for n in READINGS if n in set(rows.reading)
+            and rows[rows.reading == n][stats].reset_index(drop=True).equals(paper)]
+
+
+def overall(table: pd.DataFrame) -> dict:
+    """{reading: distance} of the overall rows."""
+    all_rows = table[table.layer == "all"]
+    return dict(zip(all_rows.reading, all_rows.distance))
+
+
+def select(rows: pd.DataFrame, measure=None) -> tuple[list, list, pd.DataFrame]:
+    """The procedure of the module docstring on the rows measured so far: (chosen readings,
+    [(step, combination label, distance)], the rows with those measured on the way). With `measure(names) -> rows`, a combination not yet
+    in `rows` is measured and added (the pass1 command); without it, every combination the
+    procedure reaches must be in `rows` (the report rebuilds the choice from the committed file)."""
+    def dist(names):
+        nonlocal rows
+        name = label(names)
+        if name not in set(rows.reading):
+            if measure is None:
+                raise KeyError(f"results/fingerprints/pass1.csv lacks {name}: rerun `python -m experiments.fingerprint pass1`")
+            rows = pd.concat([rows, pd.DataFrame(measure(names))], ignore_index=True)
+        return overall(summary(rows[rows.reading == name]))[name]
+
+    hidden = set(invisible(rows))
+    visible = [n for n in READINGS if n not in hidden]
+    pairs = [p for p in combinations(visible, 2) if _compatible(p)]
+    scored = sorted(((dist(p), i, p) for i, p in enumerate(pairs)))
+    if not scored:
+        return [], [], rows
+    best, _, chosen = scored[0]
+    chosen, steps = list(chosen), [("best pair", label(chosen), best)]
+    while True:
+        options = [(dist(chosen + [n]), i, n) for i, n in enumerate(visible)
+                   if n not in chosen and _compatible(chosen + [n])]
+        if not options:
+            break
+        d, _, n = min(options)
+        if best - d <= GREEDY_STEP:
+            steps.append((f"stop: + {n} lowers it by {best - d:.3f}", label(chosen + [n]), d))
+            break
+        chosen, best = chosen + [n], d
+        steps.append((f"+ {n}", label(chosen), d))
+    return chosen, steps, rows
+
+
+def _compatible(names) -> bool:
+    try:
+        combine(names)
+        return True
+    except ValueError:
+        return False
+
+
+# ----------------------------------------------------------------------------------------------
+# The training runs of the procedure: validation (10 seeds), Fig. 6 (5 seeds), then the final runs.
+
+FIG6_SIZE = 15000
+
+
+def chosen_changes() -> dict:
+    """The changes of `paper_fingerprint` from `paper` (experiments/variants.py)."""
+    return dict(VARIANTS["paper_fingerprint"].changes)
+
+
+def run_configs() -> dict:
+    """{stage: {name: (config, seeds)}} of every run the procedure trains (20 passes each)."""
+    paper, chosen = LeNetConfig(), LeNetConfig(**chosen_changes())
+    val = {"val_size": VAL_SIZE, "train_size": 60000 - VAL_SIZE}
+    fig6 = {"val_size": VAL_SIZE, "train_size": FIG6_SIZE}
+    return {
+        "val": {"paper@val": (paper.replace(**val), SEEDS), "paper_fingerprint@val": (chosen.replace(**val), SEEDS)},
+        "fig6": {"paper@15000val": (paper.replace(**fig6), 5), "paper_fingerprint@15000val": (chosen.replace(**fig6), 5)},
+        "final": {"paper_fingerprint": (VARIANTS["paper_fingerprint"].config, 20),
+                  "paper_fingerprint+distortions": (VARIANTS["paper_fingerprint+distortions"].config, 10)},
+    }
+
+
+def training_runs(out: Path) -> pd.DataFrame:
+    """Every finished run of run_configs() under `out`, one row each (experiments.tables.load_runs)."""
+    frames = []
+    for stage, named in run_configs().items():
+        for name, (config, seeds) in named.items():
+            runs = load_runs(out, {name: config}, seeds)
+            if len(runs):
+                frames.append(runs.assign(stage=stage))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+
+
+def pass1_file(out: Path) -> Path:
+    return Path(out) / "fingerprints" / "pass1.csv"
+
+
+def fingerprint_markdown(rows: pd.DataFrame, runs: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """results/fingerprints.md and its CSV table from the committed pass-1 file and the runs."""
+    table = summary(rows)
+    dist = overall(table)
+    hidden = invisible(rows)
+    chosen, steps, _ = select(rows)
+    singles = ["paper"] + list(READINGS)
+    ok = table[table.layer == "all"].set_index("reading")
+    lines = ["# The paper's fingerprints", "",
+             "Generated by `python -m experiments.report` from `results/fingerprints/pass1.csv` (made by "
+             "`python -m experiments.fingerprint pass1`) and the run folders. No number here is a test error.", "",
+             f"## Pass-1 steps eps_k = eta / (mu + h_kk) against Sec. III-B's [{PAPER_EPS[0]:g}, {PAPER_EPS[1]:g}]", "",
+             f"One network per seed at initialisation, h_kk on its pass-1 sample (val_size {VAL_SIZE:,}), every free "
+             f"parameter; median over {SEEDS} seeds. *distance*: max(|log10(eps_min / 7e-5)|, |log10(eps_max / 0.016)|) "
+             f"(goal: at most log10 1.5 = {GOAL:.3f}); *at cap*: share of steps at 95% or more of eta/mu = 0.025.", "",
+             "| reading | changes | eps_min | p1 | p5 | p50 | p95 | p99 | eps_max | at cap | distance |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def row(name):
+        r = ok.loc[name]
+        changes = ", ".join(f"{k}={v}" for k, v in combine([n for n in READINGS if n in name.split("+")]).items()) or "-"
+        note = " (acts after pass 1 only)" if name in hidden else ""
+        return (f"| {name}{note} | {changes} | {r['min']:.2e} | {r.p1:.2e} | {r.p5:.2e} | {r.p50:.2e} | {r.p95:.2e} | "
+                f"{r.p99:.2e} | {r['max']:.2e} | {r.at_cap:.3f} | {r.distance:.3f} |")
+
+    lines += [row(n) for n in singles if n in ok.index]
+    lines += ["", "### The choice", "",
+              f"Pairs measured: {sum(1 for n in ok.index if n.count('+') == 1)}; readings that act after pass 1 only "
+              f"(never combined): {', '.join(hidden) or 'none'}.", "",
+              "| step | readings | distance |", "|---|---|---:|",
+              f"| start | paper | {dist['paper']:.3f} |"]
+    lines += [f"| {step} | {name} | {d:.3f} |" for step, name, d in steps]
+    ranked = sorted((d, n) for n, d in dist.items() if n.count("+") == 1)[:10]
+    lines += ["", "The ten closest pairs:", "", "| pair | distance |", "|---|---:|"]
+    lines += [f"| {n} | {d:.3f} |" for d, n in ranked]
+    final = label(chosen)
+    lines += ["", f"Chosen: **{final}** (variant `paper_fingerprint`), distance {dist.get(final, math.nan):.3f}.", "",
+              "### Per layer: paper and the chosen reading", "",
+              "| reading | layer | eps_min | p50 | eps_max | at cap |", "|---|---|---:|---:|---:|---:|"]
+    for name in ("paper", final):
+        for _, r in table[table.reading == name].iterrows():
+            lines.append(f"| {name} | {r.layer} | {r['min']:.2e} | {r.p50:.2e} | {r['max']:.2e} | {r.at_cap:.3f} |")
+    lines += training_markdown(runs)
+    return "\n".join(lines) + "\n", table
+
+
+def training_markdown(runs: pd.DataFrame) -> list:
+    """The validation and Fig. 6 runs: validation error and training error, never test error."""
+    lines = ["", "## Validation runs (val_size 10,000; 20 passes; final pass)", ""]
+    ok = runs[runs.status == "ok"] if len(runs) else runs
+    if not len(ok):
+        return lines + ["No validation run has finished yet: `python -m experiments.fingerprint train`."]
+    lines += ["| runs | training patterns | seeds | validation error % | training error % after the last pass | "
+              "Fig. 6 training error |", "|---|---:|---:|---:|---:|---:|"]
+    for name in ("paper@val", "paper_fingerprint@val", "paper@15000val", "paper_fingerprint@15000val"):
+        r = ok[ok.variant == name]
+        if not len(r):
+            continue
+        size = int(r.train_size.iloc[0])
+        val = mean_interval(r.val_error) if len(r) > 1 else None
+        val_text = f"{r.val_error.mean():.2f} ± {r.val_error.std():.2f}" if val else f"{r.val_error.mean():.2f}"
+        lines.append(f"| {name} | {size:,} | {len(r)} | {val_text} | {r.train_error_eval.mean():.3f} ± "
+                     f"{r.train_error_eval.std():.3f} | {fmt(FIG6.get(size, (None, None))[1])} |")
+    return lines
+
+
+def figure(table: pd.DataFrame, chosen: str, path: Path, save_figure) -> Path:
+    """The pass-1 step ranges (median over seeds) of paper, each reading and the choice, on a log
+    axis against the paper's range: a bar from p1 to p99, ticks at eps_min and eps_max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table[table.layer == "all"]
+    names = ["paper"] + [n for n in READINGS if n in set(rows.reading)] + ([chosen] if chosen in set(rows.reading) else [])
+    rows = rows.set_index("reading").loc[names]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
+    ax.axvspan(*PAPER_EPS, color="tab:green", alpha=0.15, label="paper, pass 1 (Sec. III-B)")
+    for i, (name, r) in enumerate(rows.iterrows()):
+        colour = "tab:red" if name == chosen else "tab:blue"
+        ax.plot([r.p1, r.p99], [i, i], color=colour, lw=4, alpha=0.6)
+        ax.plot([r["min"], r["max"]], [i, i], "|", color=colour, ms=10)
+    ax.axvline(0.025, color="grey", ls=":", label="cap eta/mu")
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("pass-1 step eps_k (median over seeds; bar p1-p99, ticks min and max)")
+    ax.legend(fontsize=7, loc="lower left")
+    return save_figure(fig, path)
+
+
+def build(out: Path, save_figure) -> list:
+    """results/fingerprints.md/.csv and figures/fingerprints.png under `out`, when the pass-1 file exists."""
+    source = pass1_file(out)
+    if not source.is_file():
+        return []
+    rows = pd.read_csv(source)
+    text, table = fingerprint_markdown(rows, training_runs(out))
+    chosen = label(select(rows)[0])
+    atomic_write_text(out / "fingerprints.md", text)
+    atomic_write_text(out / "fingerprints.csv", table.to_csv(index=False, float_format="%.6g"))
+    (out / "figures").mkdir(exist_ok=True)
+    return [out / "fingerprints.md", out / "fingerprints.csv", figure(table, chosen, out / "figures" / "fingerprints.png", save_figure)]
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper gap of the chosen reading: one draw against our seeds, and the mean by TOST
+
+
+GAP_MARGIN = 0.1  # the paper's "uncertainty in the quoted error rates is about 0.1%" (Sec. III-C)
+
+
+def single_run_markdown(runs: pd.DataFrame, targets: dict) -> str:
+    """Per variant with a paper value: the paper's number as one draw against our seeds (its
+    percentile, a 95% prediction interval of one run), and the mean by TOST (margin 0.1) beside
+    the t-test (results/paper_gap.md)."""
+    lines = ["", "## The paper's number as one run, and the mean as an equivalence", "",
+             "The paper reports one number per network, most likely one run. *below*: share of our seeds at or "
+             "below it; *P(one run <= paper)*: under the t predictive distribution of one more seed; *95% prediction "
+             f"interval*: where one more seed falls. *TOST p*: two one-sided t-tests of |mean - paper| < {GAP_MARGIN} "
+             "(p < 0.05: the mean is within the margin).", "",
+             "| variant | paper | seeds | below | P(one run <= paper) | 95% prediction interval of one run | mean | "
+             "TOST p (±0.1) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ok = runs[runs.status == "ok"] if len(runs) else runs
+    for name, target in targets.items():
+        e = ok[ok.variant == name].sort_values("seed").test_error if len(ok) else []
+        d = prediction_interval(e, target)
+        if d is None:
+            continue
+        lines.append(f"| {name} | {target} | {len(e)} | {d.below:.2f} | {d.predictive:.2f} | [{d.low:.2f}, {d.high:.2f}] "
+                     f"| {np.mean(e):.3f} | {tost(e, target, GAP_MARGIN):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+@click.group()
+def main():
+    """The paper's fingerprints: pass-1 steps of every reading, and the runs that check the choice."""
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=SEEDS, show_default=True)
+@data_dir_option
+@one_line_errors
+def pass1(out, seeds, data_dir):
+    """Measure every reading alone, every pair, and the greedy steps; write fingerprints/pass1.csv."""
+    out = check_writable(Path(out))
+    data = load_mnist(data_dir)
+    torch.set_num_threads(1)
+    measured = {}
+
+    def measure(names):
+        rows = fingerprint_rows(names, data, seeds)
+        measured[label(names)] = rows
+        return rows
+
+    rows = [r for names in [[]] + [[n] for n in READINGS] for r in measure(names)]
+    frame = pd.DataFrame(rows)
+    hidden = set(invisible(frame))
+    visible = [n for n in READINGS if n not in hidden]
+    for pair in combinations(visible, 2):
+        if _compatible(pair):
+            frame = pd.concat([frame, pd.DataFrame(measure(list(pair)))], ignore_index=True)
+    chosen, steps, frame = select(frame, measure)
+    path = pass1_file(out)
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_text(path, frame.to_csv(index=False, float_format="%.6g"))
+    for step, name, d in steps:
+        click.echo(f"{step:45s} {name:60s} {d:.3f}")
+    click.echo(f"chosen: {label(chosen)}; wrote {path}")
+    click.echo("changes: " + json.dumps(combine(chosen)))
+
+
+@main.command()
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["val", "fig6", "final"]),
+              help="Train only these stages (default: all, in order).")
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True)
+@launcher_options
+@data_dir_option
+@device_option
+@engine_option
+@one_line_errors
+def train(stages, out, jobs, launcher, partition, timeout_min, cpus_per_task, gpus_per_task, array_parallelism,
+          log_dir, data_dir, device, engine):
+    """Train the validation, Fig. 6 and final runs of the chosen reading and of `paper` (20 passes)."""
+    from lenet1998.engine import lockstep_key
+
+    out = Path(out)
+    if launcher == "local":
+        device = resolve_device(device)
+    root = check_writable(out / "runs")
+    load_mnist(data_dir)
+    groups = {}
+    for stage, named in run_configs().items():
+        if stages and stage not in stages:
+            continue
+        for name, (config, seeds) in named.items():
+            for s in range(seeds):
+                run = config.replace(seed=s)
+                if not RunFolder(root, run).done:
+                    groups.setdefault((stage, lockstep_key(run)), []).append((name, run))
+    planned = []
+    for runs in groups.values():
+        for i in range(0, len(runs), 16):  # two blocks of the kernel's 8 lanes at most
+            chunk = runs[i:i + 16]
+            planned.append((" + ".join(dict.fromkeys(n for n, _ in chunk)), chunk))
+    click.echo(f"{sum(len(r) for _, r in planned)} runs to train in {len(planned)} lockstep groups")
+    for name, runs in planned:
+        click.echo(f"  group of {len(runs)}: {name}")
+    launch_from_options(jobs_of(planned, root, data_dir, device, engine, workers=jobs), launcher, jobs, partition,
+                        timeout_min, cpus_per_task, gpus_per_task, array_parallelism, log_dir)
+
+
+if __name__ == "__main__":
+    main()
