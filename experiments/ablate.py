@@ -45,13 +45,14 @@ from .variants import FAMILY_SEEDS, GRID, VARIANTS, family
 def selection(run_all: bool, names, families, seeds, quick: bool):
     """(variant names, seeds: an int or {name: seeds}) of a command line. --all: today's
     single-factor grid (also --quick alone); --only and --family add to it. Seeds: --seeds for
-    every variant; else a --family's variants get FAMILY_SEEDS of their family and the others 3
+    every variant; else a --family's variants get their own seed count (Variant.seeds) or else
+    FAMILY_SEEDS of their family, and the others 3
     (--quick: 2 for all)."""
     chosen = list(GRID) if run_all or (quick and not names and not families) else []
     selected = list(dict.fromkeys(chosen + list(names) + [n for f in families for n in family(f)]))
     default = QUICK.seeds if quick else GRID_BUDGET.seeds
     if seeds is None and families and not quick:
-        from_family = {n: FAMILY_SEEDS[f] for f in families for n in family(f)}
+        from_family = {n: VARIANTS[n].seeds or FAMILY_SEEDS[f] for f in families for n in family(f)}
         return selected, {n: from_family.get(n, default) for n in selected}
     return selected, seeds or default
 

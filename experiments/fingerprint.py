@@ -220,6 +220,7 @@ def _compatible(names) -> bool:
 # The training runs of the procedure: validation (10 seeds), Fig. 6 (5 seeds), then the final runs.
 
 FIG6_SIZE = 15000
+MAX_GROUP = 16  # replicas per lockstep group: two blocks of the kernel's 8 lanes
 
 
 def chosen_changes() -> dict:
@@ -413,12 +414,10 @@ def pass1(out, seeds, data_dir):
     out = check_writable(Path(out))
     data = load_mnist(data_dir)
     torch.set_num_threads(1)
-    measured = {}
 
     def measure(names):
-        rows = fingerprint_rows(names, data, seeds)
-        measured[label(names)] = rows
-        return rows
+        click.echo(f"  {label(names)}", err=True)
+        return fingerprint_rows(names, data, seeds)
 
     rows = [r for names in [[]] + [[n] for n in READINGS] for r in measure(names)]
     frame = pd.DataFrame(rows)
@@ -468,9 +467,11 @@ def train(stages, out, jobs, launcher, partition, timeout_min, cpus_per_task, gp
                     groups.setdefault((stage, lockstep_key(run)), []).append((name, run))
     planned = []
     for runs in groups.values():
-        for i in range(0, len(runs), 16):  # two blocks of the kernel's 8 lanes at most
-            chunk = runs[i:i + 16]
+        count = math.ceil(len(runs) / MAX_GROUP)  # about equal groups of at most two blocks of 8 lanes
+        for i in range(count):
+            chunk = runs[i * len(runs) // count:(i + 1) * len(runs) // count]
             planned.append((" + ".join(dict.fromkeys(n for n, _ in chunk)), chunk))
+    planned.sort(key=lambda group: -sum(c.train_size for _, c in group[1]))  # largest first
     click.echo(f"{sum(len(r) for _, r in planned)} runs to train in {len(planned)} lockstep groups")
     for name, runs in planned:
         click.echo(f"  group of {len(runs)}: {name}")

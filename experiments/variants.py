@@ -10,6 +10,8 @@ Every variant belongs to a family (FAMILY_SEEDS: the seeds each family trains by
     add_one_in     `modern+<piece>`: `modern` with one paper piece put back (the other direction)
     road           the road from `paper` to `modern`, one piece per step, in the order ROAD_ORDER
     open_question  what the paper leaves open, measured: one field off its `base` variant
+    fingerprint    the reading chosen by the paper's pass-1 steps (experiments/fingerprint.py),
+                   without and with distortions
 
 Variants with the same config are the same runs (same run hash): a road step that equals a
 single-factor variant shares its runs.
@@ -34,6 +36,7 @@ class Variant:
     core: bool = True  # False: added beyond `paper`, one switch per paper piece, and `modern`
     family: str = "single"  # see FAMILY_SEEDS
     base: str = ""  # the variant this one differs from by one piece (add_one_in, road, open_question)
+    seeds: int = 0  # seeds `ablate --family` trains (0: the family's FAMILY_SEEDS)
 
     @property
     def config(self) -> LeNetConfig:
@@ -182,10 +185,28 @@ _OPEN = [
 ]
 _OPEN = _in_family(_OPEN, "open_question", "paper")
 
-# The seeds each family trains by default (`ablate --family NAME`; `--all` keeps 3 seeds).
-FAMILY_SEEDS = {"single": 10, "add_one_in": 10, "road": 5, "open_question": 5}
+# --------------------------------------------------------------------------------------------
+# The reading chosen by the paper's pass-1 steps, without the test set (experiments/fingerprint.py,
+# REPRODUCING.md "Choosing a reading by the fingerprint"). FINGERPRINT_CHOICE is what
+# `python -m experiments.fingerprint pass1` chose from results/fingerprints/pass1.csv
+# (tests/test_fingerprint.py checks that the two agree).
+FINGERPRINT_CHOICE = {"sdlm_output_curvature": 4.0, "init": "lab"}  # curvature4 + lab_init
 
-VARIANTS = {v.name: v for v in _TABLE + _ADD_ONE_IN + _ROAD + _OPEN}
+_FINGERPRINT = [
+    Variant("paper_fingerprint", dict(FINGERPRINT_CHOICE),
+            "the readings chosen by the paper's pass-1 steps (results/fingerprints.md)", paper_test_error=0.95,
+            seeds=20),
+    Variant("paper_fingerprint+distortions", {**FINGERPRINT_CHOICE, "distortions": "affine"},
+            "`paper_fingerprint` on the distortion pool (Sec. III-C)", paper_test_error=0.8,
+            base="paper_fingerprint"),
+]
+_FINGERPRINT = _in_family(_FINGERPRINT, "fingerprint", "paper")
+
+# The seeds each family trains by default (`ablate --family NAME`; `--all` keeps 3 seeds); a
+# variant's own `seeds` overrides its family's.
+FAMILY_SEEDS = {"single": 10, "add_one_in": 10, "road": 5, "open_question": 5, "fingerprint": 10}
+
+VARIANTS = {v.name: v for v in _TABLE + _ADD_ONE_IN + _ROAD + _OPEN + _FINGERPRINT}
 # Today's single-factor grid: what `ablate --all`, the report, bench and timing cover.
 GRID = {n: v for n, v in VARIANTS.items() if v.family == "single"}
 

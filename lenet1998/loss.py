@@ -73,9 +73,14 @@ def map_output_curvature(penalties, features, centres, j):
     """
     probs, none = posteriors(penalties, "map", j)  # (N, 10), (N,)
     d = features.unsqueeze(-2) - centres  # (N, 10, 84)
-    p = probs.unsqueeze(-1)
-    mean = (p * d).sum(-2)  # (N, 84)
-    return 2 * none.unsqueeze(-1) + 4 * ((p * d.square()).sum(-2) - mean.square())
+    p = probs.unsqueeze(-1)  # (N, 10, 1)
+    s = probs.sum(-1)[..., None]  # (N, 1): 1 - p_none
+    m = (p * d).sum(-2)  # (N, 84)
+    centre = m / s.clamp_min(torch.finfo(m.dtype).tiny)  # the p-weighted mean of d_j
+    # sum_i p_i d_ij^2 - m_j^2 = sum_i p_i (d_ij - centre_j)^2 + p_none m_j^2 / s: two terms that
+    # are never negative, where the difference of the first form rounds below 0 in float32
+    variance = (p * (d - centre.unsqueeze(-2)).square()).sum(-2) + none[..., None] * m * centre
+    return 2 * none.unsqueeze(-1) + 4 * variance
 
 
 # How the second-derivative pass is seeded at the RBF output (LeNetConfig.sdlm_output_seed):

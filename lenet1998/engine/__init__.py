@@ -38,10 +38,12 @@ CHUNK = 2000  # patterns gathered at once
 # the config is shared, except that trainable S2/S4 may average or sum, an RBF output may be
 # trained by MAP or MLE, and per-pattern runs may step by SDLM or SGD (with their own lr).
 # distortion_scale (each run's pool), subsampling_init (each run's start) and sdlm_subsampling_h,
-# sdlm_output_seed, sdlm_reestimate (h_kk is estimated by each run's own network and step rule,
-# outside the fast step: the kernel reads none of them) are per run as well.
+# sdlm_output_seed, sdlm_reestimate, sdlm_output_curvature, sdlm_samples (h_kk is estimated by
+# each run's own network and step rule, outside the fast step: the kernel reads none of them)
+# are per run as well.
 PER_RUN = ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table",
-           "distortion_scale", "sdlm_subsampling_h", "subsampling_init", "sdlm_output_seed", "sdlm_reestimate")
+           "distortion_scale", "sdlm_subsampling_h", "subsampling_init", "sdlm_output_seed", "sdlm_reestimate",
+           "sdlm_output_curvature", "sdlm_samples")
 
 
 def handles(config) -> bool:
