@@ -127,7 +127,7 @@ def group_cost(runs) -> float:
 def resume_point(point: dict | None, config):
     """A stored state.pt as a ResumePoint (None: start over). Adam needs its moments: a resume
     point of an older format without them starts over."""
-    from lenet1998.train import ResumePoint
+    from lenet1998.record import ResumePoint
 
     needs_state = config.optimizer == "adam" or config.sdlm_reestimate == "once"  # moments; h_kk of pass 1
     if point is None or (needs_state and point.get("rule_state") is None):

@@ -19,7 +19,7 @@ from .loss import LOSSES
 from .model import LeNet5
 from .patterns import TrainingPatterns, test_images, validation_images
 from .sdlm import STEP_RULES
-from .train import ResumePoint, RunResult, evaluate, pass_record, timer
+from .record import ResumePoint, RunResult, evaluate, pass_record, timer
 
 CHUNK = 2000  # patterns coded (or distorted) at once
 

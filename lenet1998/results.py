@@ -3,7 +3,7 @@
 A run folder is named by the hash of its resolved config (LeNetConfig.digest) and holds
 
     config.json     the resolved config
-    metrics.csv     one row per pass (lenet1998/train.py records)
+    metrics.csv     one row per pass (lenet1998/record.py pass_record)
     state.pt        resume point, rewritten after every pass, removed when the run ends
     checkpoint.pt   final parameters and config
     manifest.json   git commit and dirty flag, versions, device, threads, wall time, date

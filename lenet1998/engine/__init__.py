@@ -29,7 +29,7 @@ import torch
 from ..model import LeNet5
 from ..patterns import TrainingPatterns, test_images, validation_images
 from ..sdlm import STEP_RULES
-from ..train import RunResult, evaluate, pass_record, timer
+from ..record import RunResult, evaluate, pass_record, timer
 from .replicas import TorchGroup, stack, unstack
 
 CHUNK = 2000  # patterns gathered at once
@@ -168,7 +168,7 @@ EVAL_CHUNK = 500  # patterns per replica in one call of the kernel's forward
 def error_rates(group, nets, configs, coded: dict, labels) -> list:
     """Error rate (%) of each run on the images coded its way ({coding: (N, 32, 32)}): all runs
     at once through the group's forward where it has one (the C kernel: the same network in
-    float32, tests/test_kernel.py), else each run's own network (lenet1998.train.evaluate)."""
+    float32, tests/test_kernel.py), else each run's own network (lenet1998.record.evaluate)."""
     if not hasattr(group, "forward"):
         return [evaluate(net, coded[c.input_coding], labels) for net, c in zip(nets, configs)]
     wrong = torch.zeros(len(configs), dtype=torch.float64)
