@@ -223,28 +223,49 @@ FIG6_SIZE = 15000
 MAX_GROUP = 16  # replicas per lockstep group: two blocks of the kernel's 8 lanes
 
 
-def chosen_changes() -> dict:
-    """The changes of `paper_fingerprint` from `paper` (experiments/variants.py)."""
-    return dict(VARIANTS["paper_fingerprint"].changes)
+def candidates(rows: pd.DataFrame) -> list:
+    """The readings in the order the procedure takes them: the greedy choice, then every
+    measured pair by distance (step 5: if a candidate's validation runs do not train, the next)."""
+    chosen, _, rows = select(rows)
+    dist = overall(summary(rows))
+    pairs = sorted((d, name) for name, d in dist.items() if name.count("+") == 1 and name != label(chosen))
+    return [chosen] + [name.split("+") for _, name in pairs]
 
 
-def run_configs() -> dict:
-    """{stage: {name: (config, seeds)}} of every run the procedure trains (20 passes each)."""
-    paper, chosen = LeNetConfig(), LeNetConfig(**chosen_changes())
+TRAINS_BELOW = 12.0  # step 5: a candidate trains when every validation run ends below 12% (the linear classifier)
+
+
+def run_configs(tried: list | None = None) -> dict:
+    """{stage: {name: (config, seeds)}} of every run the procedure trains (20 passes each):
+    validation runs of `paper` and of each candidate tried (default: the chosen one), the Fig. 6
+    runs of `paper` and the chosen reading, and the final runs (experiments/variants.py)."""
+    chosen = VARIANTS["paper_fingerprint"].changes
+    tried = [chosen] if tried is None else tried
+    paper = LeNetConfig()
     val = {"val_size": VAL_SIZE, "train_size": 60000 - VAL_SIZE}
     fig6 = {"val_size": VAL_SIZE, "train_size": FIG6_SIZE}
+    name = {label([n for n in READINGS if READINGS[n].items() <= c.items()]): c for c in tried}
     return {
-        "val": {"paper@val": (paper.replace(**val), SEEDS), "paper_fingerprint@val": (chosen.replace(**val), SEEDS)},
-        "fig6": {"paper@15000val": (paper.replace(**fig6), 5), "paper_fingerprint@15000val": (chosen.replace(**fig6), 5)},
+        "val": {"paper@val": (paper.replace(**val), SEEDS),
+                **{f"{n}@val": (paper.replace(**c, **val), SEEDS) for n, c in name.items()}},
+        "fig6": {"paper@15000": (paper.replace(**fig6), 5),
+                 "paper_fingerprint@15000": (paper.replace(**chosen, **fig6), 5)},
         "final": {"paper_fingerprint": (VARIANTS["paper_fingerprint"].config, 20),
                   "paper_fingerprint+distortions": (VARIANTS["paper_fingerprint+distortions"].config, 10)},
     }
 
 
-def training_runs(out: Path) -> pd.DataFrame:
-    """Every finished run of run_configs() under `out`, one row each (experiments.tables.load_runs)."""
+def tried_changes(rows: pd.DataFrame) -> list:
+    """The changes of every candidate up to the chosen one (FINGERPRINT_RANK in experiments/variants.py)."""
+    from .variants import FINGERPRINT_RANK
+
+    return [combine(names) for names in candidates(rows)[:FINGERPRINT_RANK + 1]]
+
+
+def training_runs(out: Path, tried: list | None = None) -> pd.DataFrame:
+    """Every finished run of run_configs(tried) under `out`, one row each (experiments.tables.load_runs)."""
     frames = []
-    for stage, named in run_configs().items():
+    for stage, named in run_configs(tried).items():
         for name, (config, seeds) in named.items():
             runs = load_runs(out, {name: config}, seeds)
             if len(runs):
@@ -308,21 +329,22 @@ def fingerprint_markdown(rows: pd.DataFrame, runs: pd.DataFrame) -> tuple[str, p
 
 def training_markdown(runs: pd.DataFrame) -> list:
     """The validation and Fig. 6 runs: validation error and training error, never test error."""
-    lines = ["", "## Validation runs (val_size 10,000; 20 passes; final pass)", ""]
-    ok = runs[runs.status == "ok"] if len(runs) else runs
+    lines = ["", "## Validation runs (val_size 10,000; 20 passes; final pass)", "",
+             f"A candidate trains when every one of its validation runs ends below {TRAINS_BELOW:g}% validation error "
+             "(step 5 of the procedure); the Fig. 6 runs train on the first 15,000 patterns and report the training "
+             "error evaluated on them after the last pass, against Fig. 6's."]
+    ok = runs[(runs.status == "ok") & (runs.stage != "final")] if len(runs) else runs
     if not len(ok):
-        return lines + ["No validation run has finished yet: `python -m experiments.fingerprint train`."]
-    lines += ["| runs | training patterns | seeds | validation error % | training error % after the last pass | "
-              "Fig. 6 training error |", "|---|---:|---:|---:|---:|---:|"]
-    for name in ("paper@val", "paper_fingerprint@val", "paper@15000val", "paper_fingerprint@15000val"):
-        r = ok[ok.variant == name]
-        if not len(r):
-            continue
+        return lines + ["", "No validation run has finished yet: `python -m experiments.fingerprint train`."]
+    lines += ["", "| runs | training patterns | seeds | validation error % by seed | mean ± std | runs below 12% | "
+              "training error % after the last pass | Fig. 6 training error |", "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for name in dict.fromkeys(ok.variant):
+        r = ok[ok.variant == name].sort_values("seed")
         size = int(r.train_size.iloc[0])
-        val = mean_interval(r.val_error) if len(r) > 1 else None
-        val_text = f"{r.val_error.mean():.2f} ± {r.val_error.std():.2f}" if val else f"{r.val_error.mean():.2f}"
-        lines.append(f"| {name} | {size:,} | {len(r)} | {val_text} | {r.train_error_eval.mean():.3f} ± "
-                     f"{r.train_error_eval.std():.3f} | {fmt(FIG6.get(size, (None, None))[1])} |")
+        spread = f"{r.val_error.mean():.2f} ± {r.val_error.std():.2f}" if len(r) > 1 else f"{r.val_error.mean():.2f}"
+        lines.append(f"| {name} | {size:,} | {len(r)} | {' '.join(f'{v:.2f}' for v in r.val_error)} | {spread} | "
+                     f"{int((r.val_error < TRAINS_BELOW).sum())} of {len(r)} | {r.train_error_eval.mean():.3f} ± "
+                     f"{r.train_error_eval.std():.3f} | {fmt(FIG6.get(size, (None, None))[1]) if size in FIG6 else '–'} |")
     return lines
 
 
@@ -358,7 +380,7 @@ def build(out: Path, save_figure) -> list:
     if not source.is_file():
         return []
     rows = pd.read_csv(source)
-    text, table = fingerprint_markdown(rows, training_runs(out))
+    text, table = fingerprint_markdown(rows, training_runs(out, tried_changes(rows)))
     chosen = label(select(rows)[0])
     atomic_write_text(out / "fingerprints.md", text)
     atomic_write_text(out / "fingerprints.csv", table.to_csv(index=False, float_format="%.6g"))
@@ -439,6 +461,10 @@ def pass1(out, seeds, data_dir):
 @main.command()
 @click.option("--stage", "stages", multiple=True, type=click.Choice(["val", "fig6", "final"]),
               help="Train only these stages (default: all, in order).")
+@click.option("--rank", type=click.IntRange(min=0), default=None,
+              help="Validation runs of the candidate of this rank (0: the greedy choice; 1, 2, ...: the pairs by "
+                   "distance), for step 5 when the ones before it do not train (default: every candidate up to "
+                   "the chosen one, FINGERPRINT_RANK).")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True)
 @launcher_options
@@ -446,7 +472,7 @@ def pass1(out, seeds, data_dir):
 @device_option
 @engine_option
 @one_line_errors
-def train(stages, out, jobs, launcher, partition, timeout_min, cpus_per_task, gpus_per_task, array_parallelism,
+def train(stages, rank, out, jobs, launcher, partition, timeout_min, cpus_per_task, gpus_per_task, array_parallelism,
           log_dir, data_dir, device, engine):
     """Train the validation, Fig. 6 and final runs of the chosen reading and of `paper` (20 passes)."""
     from lenet1998.engine import lockstep_key
@@ -456,8 +482,10 @@ def train(stages, out, jobs, launcher, partition, timeout_min, cpus_per_task, gp
         device = resolve_device(device)
     root = check_writable(out / "runs")
     load_mnist(data_dir)
+    rows = pd.read_csv(pass1_file(out))
+    tried = tried_changes(rows) if rank is None else [combine(candidates(rows)[rank])]
     groups = {}
-    for stage, named in run_configs().items():
+    for stage, named in run_configs(tried).items():
         if stages and stage not in stages:
             continue
         for name, (config, seeds) in named.items():

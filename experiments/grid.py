@@ -348,11 +348,13 @@ def run_job(job: Job) -> str:
         left = elapsed / done * (epochs - pass_number)
         seconds = labelled[0][1].history[-1].get("train_time_s")
         speed = f", {len(labelled) * job.runs[0][1].train_size / seconds:.0f} patterns/s" if seconds else ""
+        # a run that holds patterns out is being used to choose something: show its validation error only
+        shown = "val" if "val_error" in labelled[0][1].history[-1] else "test"
         by_label = {}
         for label, r in labelled:
-            by_label.setdefault(label, []).append(f"{r.history[-1]['test_error']:.2f}{' (failed)' if r.failed else ''}")
+            by_label.setdefault(label, []).append(f"{r.history[-1][shown + '_error']:.2f}{' (failed)' if r.failed else ''}")
         tests = "; ".join(f"{label} {' '.join(t)}" for label, t in by_label.items())
-        progress.line(f"[{job.name}] pass {pass_number}/{epochs} test % by seed: {tests}"
+        progress.line(f"[{job.name}] pass {pass_number}/{epochs} {shown} % by seed: {tests}"
                       f"  ({elapsed / 60:.1f} min, ~{left / 60:.1f} min left{speed})")
         if tb is not None:  # the rows of each metrics.csv (written before this call) not yet logged
             for label, r in labelled:
