@@ -8,4 +8,4 @@
 A library: imported, never run. The command lines are in experiments/.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"  # the one version: setup.cfg reads it; CITATION.cff and REPRODUCING.md say it (tests/test_package.py)

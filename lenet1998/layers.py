@@ -18,6 +18,7 @@ many networks at once; it holds its own copies of these layers and is tested aga
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -40,7 +41,10 @@ C3_TABLE = (
     (0, 0, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 0, 1, 1, 1),
 )
 
-RBF_DIR = Path(__file__).resolve().parent.parent / "data" / "RBF"
+# The Fig. 3 bitmaps as package data (lenet1998/bitmaps/, read with importlib.resources, so that an
+# installed wheel has them); data/RBF/ at the top of the repository is the same ten files for
+# people to read (tests/test_package.py checks that the two are equal).
+BITMAPS = resources.files(__package__) / "bitmaps"
 BITMAP_ROWS, BITMAP_COLS = 12, 7  # Fig. 3: 7x12 bitmaps, hence F6 has 84 units
 
 
@@ -251,14 +255,15 @@ class FullyConnected(nn.Module):
         return params, params
 
 
-def load_bitmaps(folder: Path = RBF_DIR) -> torch.Tensor:
+def load_bitmaps(folder=None) -> torch.Tensor:
     """The ten 7x12 bitmaps of Fig. 3 as a (10, 84) tensor of +-1, rows flattened top first.
 
     Each digit is a text file `<digit>.txt` of 12 lines of 7 characters: `#` = +1, `.` = -1.
+    folder: where the ten files are (default: the package's own, BITMAPS).
     """
     codes = []
     for digit in range(10):
-        path = Path(folder) / f"{digit}.txt"
+        path = (BITMAPS if folder is None else Path(folder)) / f"{digit}.txt"
         rows = path.read_text().split()
         if len(rows) != BITMAP_ROWS or any(len(r) != BITMAP_COLS or set(r) - {"#", "."} for r in rows):
             raise ValueError(f"{path}: expected {BITMAP_ROWS} rows of {BITMAP_COLS} '#'/'.' characters")

@@ -40,11 +40,12 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).resolve().parent / "kernel.c"
+SOURCE = resources.files(__package__) / "kernel.c"  # package data: found in a wheel as in the checkout
 BLOCK = 8  # replicas per block of SIMD lanes (one 256-bit register of floats); K runs as ceil(K / 8) blocks
 # No -ffast-math: the kernel needs no reassociation (every inner loop runs across replicas);
 # -fno-trapping-math lets gcc if-convert (and so vectorise) the selects of the squashing.
@@ -116,7 +117,8 @@ def _build(extra=()) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)  # same folder: os.replace is atomic
         os.close(fd)
         try:
-            run = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp, "-lm"], capture_output=True, text=True)
+            with resources.as_file(SOURCE) as source:  # a real file for the compiler, wherever the package lies
+                run = subprocess.run([cc, *flags, str(source), "-o", tmp, "-lm"], capture_output=True, text=True)
             if run.returncode == 0:
                 os.replace(tmp, target)  # two processes building at once: the last one wins, whole
                 return target
