@@ -13,7 +13,8 @@ coefficient's h_kk per connection, Eq. 23, or with its connections' cross terms 
 fields hold readings of the authors' public code (SPEC.md section 15; REPRODUCING.md, "The
 paper gap"): `subsampling_init` (the S2/S4 coefficient's constant start), `sdlm_output_seed`
 (the exact second derivative of Eq. 9 at F6 in place of the constant seed) and
-`sdlm_reestimate` (h_kk once or before every pass); the authors' `init`, `input_coding` and
+`sdlm_reestimate` (h_kk once or before every pass), `sdlm_sample` (a random h_kk sample or the
+first patterns); the authors' `init`, `input_coding` and
 `order` are entries of those registries ("lab", "lab", "file"). One exists for choosing
 without the test set: `val_size` holds out the last patterns of the 60,000
 as a validation split (0, the default, is the paper: every pattern trains).
@@ -36,7 +37,7 @@ from .data import INPUT_CODING
 from .init import BIAS_INIT, INIT, SUBSAMPLING_INIT
 from .layers import C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING, SUBSAMPLING_H
 from .loss import LOSSES, LOSSES_FOR_OUTPUT, OUTPUT_SEEDS
-from .patterns import DISTORTIONS, ORDER
+from .patterns import DISTORTIONS, HESSIAN_SAMPLE, ORDER
 from .registry import ConfigError
 from .sdlm import REESTIMATE, STEP_RULES
 
@@ -56,7 +57,7 @@ REGISTRIES = {
     "loss": LOSSES, "optimizer": STEP_RULES, "init": INIT, "bias_init": BIAS_INIT,
     "input_coding": INPUT_CODING, "order": ORDER, "distortions": DISTORTIONS,
     "sdlm_subsampling_h": SUBSAMPLING_H, "subsampling_init": SUBSAMPLING_INIT, "sdlm_output_seed": OUTPUT_SEEDS,
-    "sdlm_reestimate": REESTIMATE,
+    "sdlm_reestimate": REESTIMATE, "sdlm_sample": HESSIAN_SAMPLE,
 }
 CHOICES = {name: tuple(registry) for name, registry in REGISTRIES.items()}
 
@@ -91,6 +92,7 @@ class LeNetConfig:
     sdlm_subsampling_h: str = "per_connection"  # S2/S4 coefficient's h_kk: Eq. (23) per connection, or "shared_sum"
     sdlm_output_seed: str = "constant"  # the seed at F6: sdlm_output_curvature, or "map_exact" (Eq. 9's own)
     sdlm_reestimate: str = "every_pass"  # h_kk before every pass (Appendix C), or "once" (the Lush demo)
+    sdlm_sample: str = "random"  # which sdlm_samples patterns: a random draw per pass, or the file's "first"
     lr: float = 0.0  # a constant step in place of the rule's own (0: SDLM/SGD follow eta_schedule, Adam 1e-3)
     batch_size: int = 1  # 1 = one update per pattern, as the paper
     order: str = "fixed"  # "a constant random order" (Appendix C)
@@ -199,11 +201,12 @@ def validate(c: LeNetConfig) -> None:
     if c.sdlm_subsampling_h != "per_connection" and (c.optimizer != "sdlm" or c.subsampling not in ("trainable_average", "trainable_sum")):
         raise ConfigError(f"sdlm_subsampling_h={c.sdlm_subsampling_h!r} reads SDLM's h_kk of a trainable S2/S4 "
                           "coefficient: it needs optimizer='sdlm' and subsampling 'trainable_average' or 'trainable_sum'")
-    if c.sdlm_output_seed != "constant" and (c.output != "rbf" or c.loss != "map"):
+    if c.sdlm_output_seed != "constant" and (c.output != "rbf" or c.loss != "map"):  # Eq. 9 on the Fig. 3 codes
         raise ConfigError(f"sdlm_output_seed={c.sdlm_output_seed!r} is the second derivative of the MAP criterion "
                           "(Eq. 9): it needs output='rbf' and loss='map'")
-    if c.sdlm_reestimate != "every_pass" and c.optimizer != "sdlm":
-        raise ConfigError(f"sdlm_reestimate={c.sdlm_reestimate!r} says when SDLM estimates h_kk: it needs optimizer='sdlm'")
+    if (c.sdlm_reestimate != "every_pass" or c.sdlm_sample != "random") and c.optimizer != "sdlm":
+        raise ConfigError(f"sdlm_reestimate={c.sdlm_reestimate!r} and sdlm_sample={c.sdlm_sample!r} say when and on "
+                          "what SDLM estimates h_kk: they need optimizer='sdlm'")
     if c.subsampling_init != "fan_in" and c.subsampling not in ("trainable_average", "trainable_sum"):
         raise ConfigError(f"subsampling_init={c.subsampling_init!r} starts a trainable S2/S4 coefficient: it needs "
                           "subsampling 'trainable_average' or 'trainable_sum'")

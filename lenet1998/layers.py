@@ -288,12 +288,14 @@ class RBFOutput(nn.Module):
     row-major order (any fixed permutation is an equivalent network).
     """
 
+    inputs = 84  # F6's units
+
     def __init__(self):
         super().__init__()
         self.register_buffer("centres", load_bitmaps())  # (10, 84)
 
     def forward(self, x):
-        return ((x.unsqueeze(-2) - self.centres) ** 2).sum(-1)  # (..., 84) -> (..., 10)
+        return ((x.unsqueeze(-2) - self.centres) ** 2).sum(-1)  # (..., inputs) -> (..., 10)
 
     def predict(self, out):
         return out.argmin(-1)  # the smallest penalty
@@ -302,8 +304,30 @@ class RBFOutput(nn.Module):
         return 0, self.centres.numel()
 
 
+class TargetOutput(RBFOutput):
+    """The authors' 2009 demo head (not the paper): the layer after C5 has 10 squashed units,
+    trained toward +1 for the class and -1 for the others, and the class is the largest output.
+
+    Source: EBLearn at commit 7ed01749, demos/mnist/src/main.cpp (the LeNet-5 of the demo ends
+    in a full layer of 10 units with the squashing, trained with a Euclidean cost to +-1
+    targets); SPEC.md section 15. Here the "F6" stage of LeNet5 is that 10-unit layer, and this
+    head holds the targets t_i = 2 e_i - 1 as RBF centres: y_i = ||x - t_i||^2. Then
+    0.5 ||x - t_D||^2, the demo's cost, is y_D / 2 (MLE, Eq. 8, halved); and since
+    ||x - t_i||^2 = ||x||^2 + 10 - 2 (2 x_i - sum_k x_k), the smallest y_i is the largest x_i:
+    the demo's arg-max. Counts: 0 parameters, 100 connections.
+    """
+
+    inputs = 10
+
+    def __init__(self):
+        nn.Module.__init__(self)
+        self.register_buffer("centres", 2 * torch.eye(10) - 1)  # (10, 10): +1 on the class, -1 elsewhere
+
+
 class LinearOutput(FullyConnected):
     """A linear 84 -> 10 layer whose logits feed softmax cross-entropy (modern; not the paper)."""
+
+    inputs = 84
 
     def __init__(self):
         super().__init__(84, 10)
@@ -312,4 +336,4 @@ class LinearOutput(FullyConnected):
         return out.argmax(-1)  # the largest logit
 
 
-OUTPUT = Registry("output", {"rbf": RBFOutput, "linear": LinearOutput})
+OUTPUT = Registry("output", {"rbf": RBFOutput, "linear": LinearOutput, "targets": TargetOutput})

@@ -49,7 +49,9 @@ def cross_entropy(logits, target, j=None):
 LOSSES = Registry("loss", {"map": map_loss, "mle": mle_loss, "cross_entropy": cross_entropy})
 
 # Which criteria an output layer can be trained with: MAP and MLE are defined on RBF penalties.
-LOSSES_FOR_OUTPUT = {"rbf": ("map", "mle"), "linear": ("cross_entropy",)}
+# The 2009 demo's head ("targets": +-1 codes as centres) trains with its Euclidean cost, which is
+# MLE's y_D (halved: see lenet1998/layers.py TargetOutput).
+LOSSES_FOR_OUTPUT = {"rbf": ("map", "mle"), "linear": ("cross_entropy",), "targets": ("mle",)}
 
 
 def map_output_curvature(penalties, features, centres, j):
@@ -109,7 +111,7 @@ def output_curvature(config, out, features=None, centres=None):
     approximation of it; what is dropped are the off-diagonal -p_i p_k, as Eq. (23) drops the
     cross terms between connections. tests/test_variants_grid.py checks both against autograd.
     """
-    if config.output == "rbf":
+    if config.output in ("rbf", "targets"):
         if OUTPUT_SEEDS[config.sdlm_output_seed] is None:
             return config.sdlm_output_curvature
         return map_output_curvature(out, features, centres, config.map_j)

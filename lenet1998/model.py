@@ -42,7 +42,7 @@ class LeNet5(nn.Module):
             "C3": Conv(6, 16, table=C3_TABLES[config.c3_table]),
             "S4": subsampling(16),
             "C5": Conv(16, 120),
-            "F6": FullyConnected(120, 84),
+            "F6": FullyConnected(120, OUTPUT[config.output].inputs),  # 84 (10 for the 2009 demo's head)
         })
         for name in ("S2", "S4"):  # how SDLM reads the coefficient's h_kk (layers.SUBSAMPLING_H)
             if isinstance(self.layers[name], TrainableSubsampling):

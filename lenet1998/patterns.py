@@ -36,6 +36,11 @@ def generator(seed: int, stream: int, pass_number: int = 0) -> torch.Generator:
 ORDER = Registry("order", {"fixed": lambda pass_number: 0, "reshuffle": lambda pass_number: pass_number,
                            "file": lambda pass_number: None})
 
+# Which patterns estimate h_kk before a pass (LeNetConfig.sdlm_sample): "random", a fresh random
+# sdlm_samples of the training patterns per pass (Appendix C does not say which); "first", the
+# first sdlm_samples of the training file, as EBLearn's 2009 MNIST demo (demos/mnist/src/main.cpp).
+HESSIAN_SAMPLE = Registry("sdlm_sample", {"random": True, "first": False})
+
 # The pool a pass draws from: None (the n originals) or a DistortionPool built from the originals.
 DISTORTIONS = Registry("distortions", {"none": None, "affine": DistortionPool})
 
@@ -81,6 +86,8 @@ class TrainingPatterns:
     def hessian_sample(self, pass_number: int) -> torch.Tensor:
         """The coded originals (m, 32, 32) on which h_kk is estimated before a pass."""
         m = min(self.config.sdlm_samples, self.n)
+        if not HESSIAN_SAMPLE[self.config.sdlm_sample]:
+            return self.images[:m]
         index = torch.randperm(self.n, generator=generator(self.config.seed, STREAM_HESSIAN, pass_number))[:m]
         return self.images[index.to(self.device)]
 

@@ -39,7 +39,7 @@ def registry_cases():
     cases = {}
     for field, registry in REGISTRIES.items():
         for name in registry:
-            for extra in ({}, {"loss": "cross_entropy"}, {"output": "linear"}, {"batch_size": 10}):
+            for extra in ({}, {"loss": "cross_entropy"}, {"loss": "mle"}, {"output": "linear"}, {"batch_size": 10}):
                 try:
                     cases[f"{field}={name}"] = LeNetConfig().replace(**{field: name, **extra})
                     break

@@ -16,7 +16,7 @@ from experiments.variants import VARIANTS
 from lenet1998.config import LeNetConfig
 from lenet1998.data import encode
 from lenet1998.layers import load_bitmaps
-from lenet1998.loss import map_loss, map_output_curvature, output_curvature
+from lenet1998.loss import map_loss, map_output_curvature, mle_loss, output_curvature
 from lenet1998.model import LeNet5
 from lenet1998.patterns import pattern_order
 from lenet1998.registry import ConfigError
@@ -215,3 +215,71 @@ def test_prediction_interval_and_tost_on_a_hand_computed_case():
     assert tost(x, 1.0, 0.1) > 0.05  # 5 seeds of sd 0.16 cannot show equivalence within 0.1
     assert tost([1.0, 1.01, 0.99, 1.0, 1.0, 1.01, 0.99], 1.0, 0.1) < 0.001
     assert tost([1.2, 1.21, 1.19], 1.0, 0.1) > 0.5
+
+
+def test_lab2009_counts_51046_parameters_and_codes_its_input_the_labs_way():
+    model = LeNet5(fp.LAB2009)
+    assert model.counts()["total"][0] == 51046  # EBLearn's demo with Table I: C1..C5 + 120 -> 10
+    assert model.layers["F6"].weight.shape == (10, 120)
+    net = model.initialize()
+    assert float(net.layers["S2"].coef.detach()[0]) == 0.5 and float(net.layers["F6"].bias.detach().abs().max()) == 0.0
+
+
+def test_a_lab2009_step_is_the_demos_update_rule():
+    """One SDLM step of our config equals the demo's: w -= eta g / (mu + h) with its cost
+    0.5 ||out - t||^2, its output curvature 1, mu 0.02 and eta 1e-4."""
+    from lenet1998.sdlm import hessian_diagonal
+
+    config = fp.LAB2009.replace(train_size=200, epochs=1)
+    net = LeNet5(config).initialize()
+    g = torch.Generator().manual_seed(0)
+    sample = torch.rand(20, 1, 32, 32, generator=g) * 2.55
+    x, y = torch.rand(1, 1, 32, 32, generator=g) * 2.55, torch.tensor([3])
+    rule = SDLM(net, config)
+    rule.begin_pass(1, sample)
+    params = list(net.parameters())
+    ours = torch.autograd.grad(mle_loss(net(x), y).sum(), params)  # our criterion: y_D on the +-1 centres
+    expected = []
+    target = 2 * torch.nn.functional.one_hot(y, 10).float() - 1
+    features = []
+    net(x, features)
+    _, act, _, a = features[-1]
+    lab_cost = 0.5 * (act(a) - target).square().sum()
+    lab_grad = torch.autograd.grad(lab_cost, params)
+    lab_h = hessian_diagonal(net, sample, 1.0)  # the demo's seed: 1 for its halved cost
+    for p, g_ours, g_lab, h in zip(params, ours, lab_grad, lab_h):
+        torch.testing.assert_close(g_ours, 2 * g_lab, rtol=1e-5, atol=1e-7)
+        expected.append(p.detach() - 1e-4 * g_lab / (0.02 + h))
+    rule.step(ours)
+    for p, want in zip(params, expected):
+        torch.testing.assert_close(p.detach(), want, rtol=1e-5, atol=1e-8)
+
+
+def test_the_kernel_trains_the_demos_head_as_the_eager_group_and_the_reference(mnist):
+    from lenet1998 import engine
+    from lenet1998.data import MNIST
+    from lenet1998.reference import train as train_reference
+    from lenet1998.train import fit
+
+    small = MNIST(mnist.train_images[:300], mnist.train_labels[:300], mnist.test_images[:100], mnist.test_labels[:100])
+    configs = [fp.LAB2009.replace(epochs=1, train_size=120, seed=s) for s in range(3)]
+    alone = [train_reference(c, small) for c in configs]
+    eager = fit(configs, small, engine="eager")
+    paths = [eager]
+    if engine.kernel_fits(configs)[0]:
+        paths.append(fit(configs, small, engine="kernel"))
+        assert paths[-1][0].engine == "kernel"
+    for results in paths:
+        for r, ref in zip(results, alone):
+            assert r.state["layers.F6.weight"].shape == (10, 120)
+            for p in ref.state:
+                torch.testing.assert_close(r.state[p], ref.state[p], rtol=0, atol=1e-4, msg=p)
+            assert r.history[-1]["test_error"] == pytest.approx(ref.history[-1]["test_error"], abs=1.01)
+
+
+def test_the_first_hessian_sample_is_the_files_first_patterns(mnist):
+    from lenet1998.patterns import TrainingPatterns
+
+    config = PAPER.replace(sdlm_samples=100, sdlm_sample="first", train_size=500)
+    ts = TrainingPatterns(config, mnist)
+    assert torch.equal(ts.hessian_sample(1), ts.images[:100]) and torch.equal(ts.hessian_sample(7), ts.images[:100])

@@ -43,7 +43,7 @@ CHUNK = 2000  # patterns gathered at once
 # are per run as well.
 PER_RUN = ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table",
            "distortion_scale", "sdlm_subsampling_h", "subsampling_init", "sdlm_output_seed", "sdlm_reestimate",
-           "sdlm_output_curvature", "sdlm_samples")
+           "sdlm_output_curvature", "sdlm_samples", "sdlm_sample")
 
 
 def handles(config) -> bool:

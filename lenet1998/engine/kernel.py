@@ -189,11 +189,15 @@ class KernelGroup:
     (9)'s constant; centres: (10, 84) RBF centres (map_weight, j, centres: read only with
     output="rbf"). pool: S2/S4 of the whole group, "trainable", "avg_pool" or "max_pool";
     output: "rbf" (MAP/MLE) or "linear" (softmax cross-entropy). profile: use a build that
-    times each stage (`stage_times`).
+    times each stage (`stage_times`). f6_units: the units of F6 the replicas have (84; 10 for
+    the 2009 demo's head, lenet1998/layers.py TargetOutput): the kernel keeps its 84, the rows
+    past f6_units are zero weights and biases with zero steps, and the centres are zero there,
+    so those units output f(0) = 0, add (0 - 0)^2 to every penalty, pass no gradient to C5 and
+    never move: the replicas train exactly as networks with f6_units units.
     """
 
     def __init__(self, K, squashing, c3_masks, subsampling_scale, map_weight, j, centres, profile=False,
-                 pool="trainable", output="rbf"):
+                 pool="trainable", output="rbf", f6_units=84):
         if not available():
             raise RuntimeError(f"the compiled kernel is not available: {reason()}")
         self.K = int(K)
@@ -202,7 +206,9 @@ class KernelGroup:
         if pool not in POOL_KINDS or output not in OUTPUT_KINDS:
             raise ValueError(f"pool must be one of {list(POOL_KINDS)} and output one of {list(OUTPUT_KINDS)}, "
                              f"got {pool!r}, {output!r}")
-        self.pool, self.output = pool, output
+        self.pool, self.output, self.f6_units = pool, output, int(f6_units)
+        if not 1 <= self.f6_units <= 84 or (output == "linear" and self.f6_units != 84):
+            raise ValueError(f"f6_units must be in 1..84 (84 with the linear output), got {f6_units}")
         self.names = [n for n in NAMES if (pool == "trainable" or n not in SUBSAMPLING_NAMES)
                       and (output == "linear" or n not in OUTPUT_NAMES)]
         self._lib = _lib(("-DLK_PROFILE",) if profile else ())
@@ -228,11 +234,20 @@ class KernelGroup:
             self._free(handle)
             self._handle = None
 
+    def shape(self, name: str) -> tuple:
+        """The stacked shape of one parameter of this group's replicas (F6 with f6_units rows)."""
+        shape = (self.K, *STACKED_SHAPES[name])
+        return (self.K, self.f6_units, *shape[2:]) if name.startswith("F6.") else shape
+
     def _put(self, which: int, tensors: dict):
         for name in self.names:
             t = _f32(tensors[name])
-            if t.shape != (self.K, *STACKED_SHAPES[name]):
-                raise ValueError(f"{name}: expected {(self.K, *STACKED_SHAPES[name])}, got {tuple(t.shape)}")
+            if t.shape != self.shape(name):
+                raise ValueError(f"{name}: expected {self.shape(name)}, got {tuple(t.shape)}")
+            if t.shape != (self.K, *STACKED_SHAPES[name]):  # F6 of fewer units: zero rows past them
+                padded = torch.zeros((self.K, *STACKED_SHAPES[name]), dtype=torch.float32)
+                padded[:, :self.f6_units] = t
+                t = padded
             if name == "C3.weight" and which == 0:
                 t = t * self.c3_masks[:, :, :, None, None]  # absent connections are exactly 0
             self._lib.lk_load(self._handle, which, NAMES.index(name), t.data_ptr())
@@ -250,7 +265,7 @@ class KernelGroup:
         for name in self.names:
             t = torch.empty((self.K, *STACKED_SHAPES[name]), dtype=torch.float32)
             self._lib.lk_export(self._handle, which, NAMES.index(name), t.data_ptr())
-            out[name] = t
+            out[name] = t[:, :self.f6_units].contiguous() if name.startswith("F6.") else t
         return out
 
     def stage_times(self) -> dict:
@@ -333,8 +348,10 @@ def unsupported(configs, device="cpu") -> str:
     if str(device) != "cpu":
         return f"the kernel runs on the CPU, not {device}"
     for c in configs:
-        if not ((c.output == "rbf" and c.loss in ("map", "mle")) or (c.output == "linear" and c.loss == "cross_entropy")):
-            return "the kernel covers the RBF output with the MAP or MLE criterion and the linear output with cross_entropy only"
+        if not ((c.output == "rbf" and c.loss in ("map", "mle")) or (c.output == "linear" and c.loss == "cross_entropy")
+                or (c.output == "targets" and c.loss == "mle")):
+            return ("the kernel covers the RBF output with the MAP or MLE criterion, the 2009 demo's +-1 targets "
+                    "with its Euclidean cost, and the linear output with cross_entropy only")
         if pool_kind(c) not in POOL_KINDS:
             return f"the kernel covers S2/S4 {sorted(POOL_KINDS)} only, not {c.subsampling!r}"
         if c.squashing not in SQUASHING:
@@ -350,7 +367,7 @@ def unsupported(configs, device="cpu") -> str:
 
 def for_configs(configs, profile=False) -> KernelGroup:
     """A KernelGroup whose replica k follows configs[k] (steps zero until set_steps)."""
-    from ..layers import C3_TABLES, SUBSAMPLING, load_bitmaps
+    from ..layers import C3_TABLES, OUTPUT, SUBSAMPLING, RBFOutput
 
     why = unsupported(configs)
     if why:
@@ -359,6 +376,11 @@ def for_configs(configs, profile=False) -> KernelGroup:
     masks = torch.stack([torch.tensor(C3_TABLES[c.c3_table] or full, dtype=torch.float32).t() for c in configs])  # (K, 16, 6)
     pool = pool_kind(configs[0])
     scales = [SUBSAMPLING[c.subsampling](1).scale if pool == "trainable" else 1.0 for c in configs]
+    head = OUTPUT[configs[0].output]
+    centres = torch.zeros(10, 84)  # the head's centres, zero past F6's units (KernelGroup f6_units)
+    if issubclass(head, RBFOutput):
+        centres[:, :head.inputs] = head().centres
     return KernelGroup(len(configs), [c.squashing for c in configs], masks, scales,
-                       [1.0 if c.loss == "map" else 0.0 for c in configs], configs[0].map_j, load_bitmaps(),
-                       profile=profile, pool=pool, output=configs[0].output)
+                       [1.0 if c.loss == "map" else 0.0 for c in configs], configs[0].map_j, centres,
+                       profile=profile, pool=pool, output="linear" if head is OUTPUT["linear"] else "rbf",
+                       f6_units=head.inputs)

@@ -126,10 +126,10 @@ class GroupNet(nn.Module):
         self.layers = nn.ModuleDict({
             "C1": ReplicaConv(1, 6, [None] * K), "S2": subsampling(6),
             "C3": ReplicaConv(6, 16, [C3_TABLES[c.c3_table] for c in configs]), "S4": subsampling(16),
-            "C5": ReplicaConv(16, 120, [None] * K), "F6": ReplicaFC(120, 84, K),
+            "C5": ReplicaConv(16, 120, [None] * K), "F6": ReplicaFC(120, OUTPUT[c0.output].inputs, K),
         })
         self.activations = nn.ModuleDict({n: nn.Identity() if isinstance(self.layers[n], Pool) else f() for n in STAGES})
-        self.head = RBFOutput() if OUTPUT[c0.output] is RBFOutput else ReplicaFC(84, 10, K)
+        self.head = OUTPUT[c0.output]() if issubclass(OUTPUT[c0.output], RBFOutput) else ReplicaFC(84, 10, K)
 
     def forward(self, x):
         for name in STAGES:
