@@ -666,7 +666,8 @@ def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRI
     from .variants import VARIANTS as ALL
 
     gap_runs = collect_runs(out, seeds, epochs, train_size, variants={n: ALL[n] for n in PAPER_TARGETS})
-    paper_gap = paper_gap_markdown(gap_runs) + fingerprint.single_run_markdown(gap_runs, PAPER_TARGETS)
+    paper_gap = paper_gap_markdown(gap_runs) + fingerprint.single_run_markdown(gap_runs, PAPER_TARGETS) + \
+        fingerprint.lab2009_markdown(out)
     for name, title, text in [("machine_time.md", "The grid's machine time", machine_time),
                               ("paper_gap.md", "The paper gap", paper_gap)]:
         atomic_write_text(out / name, f"# {title}\n\n{text}")
