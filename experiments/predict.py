@@ -13,12 +13,19 @@ penalties, smallest wins, or a linear output's softmax) and, for RBF models, the
 probabilities the training criterion implies (lenet1998/loss.py `posteriors`): with MAP,
 Eq. (9)'s "none of these" mass beside them.
 
---format csv|json gives one record per image: file, predicted, polarity, the ten scores (RBF
-penalties, or a linear output's logits), the ten probabilities, none (numbers to 7 significant
-digits), and the error for an image that failed (its other fields empty). JSON is a list, one
-record a line. An image that cannot be used (no such file, a
-directory, not an image, too large, blank) gets one line on stderr; the others are still
-processed, and the exit code is 1. Directories are not expanded: pass their files.
+"No digit" is an answer, with its reason: an image too small to hold a digit (under 8 pixels
+on a side, or ink whose bounding box is under 8 pixels on its longer side: lenet1998/data.py
+MIN_DIGIT_PIXELS), a blank one, or, for a model trained by MAP (Eq. 9), one whose "none of
+these" mass exceeds every class posterior: the criterion's own rejection, with no threshold
+tuned. Models without that mass (MLE, softmax) always name a digit for a digit-sized image.
+
+--format csv|json gives one record per image: file, predicted, no_digit (the reason, where there
+is no digit), polarity, the ten scores (RBF penalties, or a linear output's logits), the ten
+probabilities, none (numbers to 7 significant digits), and the error for an image that failed
+(its other fields empty). JSON is a list, one record a line. An image that cannot be used (no
+such file, a directory, not an image or a mode it cannot decode, too large) gets one line on
+stderr; the others are still processed, and the exit code is 1. Directories are not expanded:
+pass their files.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from pathlib import Path
 import click
 import torch
 
-from lenet1998.data import ImageError, encode, read_image, to_mnist
+from lenet1998.data import ImageError, NoDigit, encode, read_image, to_mnist
 from lenet1998.loss import posteriors
 from lenet1998.results import check_writable, load_pretrained, load_trained
 
@@ -55,14 +62,14 @@ def save_preview(path: Path, digit: torch.Tensor, scores: torch.Tensor, kind: st
     plt.close(fig)
 
 
-CSV_FIELDS = (["file", "predicted", "polarity"] + [f"score_{i}" for i in range(10)]
+CSV_FIELDS = (["file", "predicted", "no_digit", "polarity"] + [f"score_{i}" for i in range(10)]
               + [f"prob_{i}" for i in range(10)] + ["none", "error"])
 
 
 def csv_row(record: dict) -> str:
     """One record as a CSV line; a failed image leaves the numbers empty."""
     row = dict.fromkeys(CSV_FIELDS, "")
-    for key in ("file", "predicted", "polarity", "none", "error"):
+    for key in ("file", "predicted", "no_digit", "polarity", "none", "error"):
         row[key] = "" if record[key] is None else record[key]
     for name, values in (("score", record["scores"]), ("prob", record["probabilities"])):
         for i, v in enumerate(values or []):
@@ -79,8 +86,11 @@ def digits7(values: torch.Tensor):
 
 
 def text_line(record: dict, kind: str, rbf: bool) -> str:
+    if record["shown"] is None:
+        return f"{record['file']}: no digit ({record['no_digit']})"
     listed = " ".join(f"{i}:{v:.3g}" for i, v in enumerate(record["shown"]))
-    line = f"{record['file']}: {record['predicted']}   ({record['polarity']}; {kind}: {listed}"
+    answer = record["predicted"] if record["no_digit"] is None else f"no digit ({record['no_digit']})"
+    line = f"{record['file']}: {answer}   ({record['polarity']}; {kind}: {listed}"
     if rbf:
         line += ("; probabilities: " + " ".join(f"{i}:{v:.3g}" for i, v in enumerate(record["probabilities"]))
                  + f"; none: {record['none']:.3g}")
@@ -110,10 +120,14 @@ def main(images, variant, checkpoint, show, fmt, device):
         click.echo(",".join(CSV_FIELDS))
     records = []
     for path in images:
-        record = dict(file=str(path), predicted=None, polarity=None, scores=None, probabilities=None, none=None,
-                      error=None)
+        record = dict(file=str(path), predicted=None, no_digit=None, polarity=None, scores=None, probabilities=None,
+                      none=None, error=None)
         try:
             digit, polarity = to_mnist(read_image(path), path)
+        except NoDigit as e:  # an answer: nothing to recognise
+            record["no_digit"] = str(e)
+            if fmt == "text":
+                click.echo(text_line(dict(record, shown=None), kind, rbf))
         except (ImageError, OSError) as e:  # read_image names the file; OSError only if something slips past it
             message = str(e) if isinstance(e, ImageError) else f"{path}: {e}"
             click.echo(f"error: {message}", err=True)
@@ -124,8 +138,10 @@ def main(images, variant, checkpoint, show, fmt, device):
                 out = model(x.unsqueeze(1))[0].cpu()  # (10,)
             probs, none = posteriors(out, loss_name, model.config.map_j)  # (10,), ()
             predicted = int(out.argmin() if rbf else out.argmax())
-            record.update(predicted=predicted, polarity=polarity, scores=digits7(out), probabilities=digits7(probs),
-                          none=digits7(none))
+            if float(none) > float(probs.max()):  # MAP's rubbish class outweighs every digit (Eq. 9)
+                record["no_digit"] = f"none-of-these {float(none):.2f}"
+            record.update(predicted=None if record["no_digit"] else predicted, polarity=polarity, scores=digits7(out),
+                          probabilities=digits7(probs), none=digits7(none))
             shown = out if rbf else probs
             if show:
                 save_preview(Path(show) / f"{Path(path).name}.pred.png", x[0].cpu(), shown, kind, predicted)

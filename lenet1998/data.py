@@ -176,20 +176,33 @@ def encode(images: torch.Tensor, coding: str = "paper") -> torch.Tensor:
 
 
 class ImageError(ValueError):
-    """An image file that cannot be read, or that holds no digit."""
+    """An image file that cannot be read."""
+
+
+class NoDigit(ValueError):
+    """An image that was read but holds no digit to recognise (blank, or too small); an answer, not a failure."""
+
+
+# The smallest image, and the smallest ink bounding box (its longer side), that can hold a digit:
+# MNIST's digits fill a 20x20 box, and a digit of fewer than 8 pixels a side would be scaled up
+# more than 2.5 times from almost no strokes.
+MIN_DIGIT_PIXELS = 8
 
 
 def read_image(path) -> torch.Tensor:
     """A digit image file (PNG, JPEG, ...) as greyscale float32 (H, W) in [0, 1], 1 = white.
 
-    Colour becomes grey. Transparency (RGBA, LA, a palette's transparent index) is composited
+    The image is turned upright by its EXIF orientation tag (a phone's JPEG). Colour becomes
+    grey; 16-bit and 32-bit integer greys are scaled by 65,535 (a 32-bit image whose values
+    exceed it, by 2^32 - 1), and float greys are taken as they are in [0, 1], else stretched
+    from their own minimum to maximum. Transparency (RGBA, LA, a palette's transparent index) is composited
     onto the inverse of the ink: the ink colour is the alpha-weighted mean grey, and the
     background becomes white under dark ink, black under light ink, whatever colour the
     transparent pixels carry. Every failure to read (no file, a directory, not an image, a
     truncated file, an image over PIL's decompression-bomb limit, Image.MAX_IMAGE_PIXELS) is an
     ImageError naming the file.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     path = Path(path)
     if path.is_dir():
@@ -199,12 +212,13 @@ def read_image(path) -> torch.Tensor:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit: refuse, not warn
-            with Image.open(path) as im:
+            with Image.open(path) as opened:
+                im = ImageOps.exif_transpose(opened)  # upright, as a viewer shows it
                 has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
                 if has_alpha:
                     im = im.convert("RGBA")
                     alpha = _as_tensor(im.getchannel("A"))
-                grey = _as_tensor(im.convert("L"))
+                grey = _high_depth_grey(im) if im.mode in HIGH_DEPTH else _as_tensor(im.convert("L"))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{path}: too large to read safely ({_first_line(e)})") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:  # PIL's errors on bad files
@@ -216,6 +230,24 @@ def read_image(path) -> torch.Tensor:
         background = 1.0 if float((alpha * grey).sum() / weight) < 0.5 else 0.0
         grey = alpha * grey + (1 - alpha) * background
     return grey
+
+
+# PIL modes of one band deeper than 8 bits: integers of 16 or 32 bits, and 32-bit floats.
+HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _high_depth_grey(image) -> torch.Tensor:
+    """A 16/32-bit integer or float greyscale PIL image -> float32 (H, W) in [0, 1] (read_image)."""
+    import numpy as np
+
+    a = torch.from_numpy(np.asarray(image).astype(np.float64))
+    if image.mode == "F":
+        low, high = float(a.min()), float(a.max())
+        if not (low >= 0 and high <= 1):
+            a = (a - low) / (high - low) if high > low else torch.zeros_like(a)
+    else:
+        a = a / (65535.0 if float(a.max()) <= 65535 else 2.0**32 - 1)
+    return a.clamp(0, 1).to(torch.float32)
 
 
 def _first_line(error) -> str:
@@ -286,17 +318,22 @@ def to_mnist(image: torch.Tensor, name: str = "image"):
     gradient: border_background), is subtracted first; the ink is what stands out of it, and
     its polarity is the side it stands out most (darker: dark ink on a light background).
     """
+    h, w = image.shape
+    if min(h, w) < MIN_DIGIT_PIXELS:
+        raise NoDigit(f"image too small: {w}x{h}")
     residual = image - border_background(image)  # (H, W); background ~ 0
     dark = float(-residual.min()) > float(residual.max())
     polarity = "dark ink on light background" if dark else "light ink on dark background"
     ink_map = (-residual if dark else residual).clamp(min=0)
     if ink_map.max() < 0.1:
-        raise ImageError(f"{name}: blank image, no digit found")
+        raise NoDigit("blank image")
     ink_map = ink_map / ink_map.max()
     rows = (ink_map > 0.2).any(1).nonzero().flatten()
     cols = (ink_map > 0.2).any(0).nonzero().flatten()
     crop = ink_map[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     h, w = crop.shape
+    if max(h, w) < MIN_DIGIT_PIXELS:
+        raise NoDigit(f"ink too small: {w}x{h} pixels")
     scale = 20.0 / max(h, w)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     small = torch.nn.functional.interpolate(crop[None, None], size=size, mode="bilinear", antialias=True,

@@ -123,7 +123,8 @@ class Conv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_maps))
         full = [[1] * out_maps for _ in range(in_maps)]
         mask = torch.tensor(table if table is not None else full, dtype=torch.float32).t()  # (out, in)
-        self.register_buffer("mask", mask[:, :, None, None])  # (out, in, 1, 1)
+        # fixed by the table, rebuilt from the config: not part of the state_dict
+        self.register_buffer("mask", mask[:, :, None, None], persistent=False)  # (out, in, 1, 1)
 
     def inputs_per_map(self):
         """F_i / 25: the number of input maps connected to each output map."""
@@ -292,7 +293,7 @@ class RBFOutput(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("centres", load_bitmaps())  # (10, 84)
+        self.register_buffer("centres", load_bitmaps(), persistent=False)  # (10, 84): fixed, not in the state_dict
 
     def forward(self, x):
         return ((x.unsqueeze(-2) - self.centres) ** 2).sum(-1)  # (..., inputs) -> (..., 10)
@@ -321,7 +322,7 @@ class TargetOutput(RBFOutput):
 
     def __init__(self):
         nn.Module.__init__(self)
-        self.register_buffer("centres", 2 * torch.eye(10) - 1)  # (10, 10): +1 on the class, -1 elsewhere
+        self.register_buffer("centres", 2 * torch.eye(10) - 1, persistent=False)  # (10, 10): +1 on the class, -1 elsewhere
 
 
 class LinearOutput(FullyConnected):

@@ -437,13 +437,19 @@ def release(run_path: Path, variant: str, root: Path = RELEASED) -> Path:
     for name in ("checkpoint.pt", "config.json", "manifest.json", "metrics.csv"):
         atomic_write_bytes(target / name, (run_path / name).read_bytes())
     config, state = load_checkpoint(run_path / "checkpoint.pt")
-    write_safetensors(target / "model.safetensors", state, config)
+    from .model import LeNet5
+
+    model = LeNet5(config)
+    model.load_state(state)  # every tensor in the model's own shape (F6 of version 0.1 was (1, 84, 120))
+    write_safetensors(target / "model.safetensors", model.state_dict(), config)
     return target
 
 
 def write_safetensors(path: Path, state: dict, config: LeNetConfig) -> None:
     """The weights as safetensors (no pickle: loadable from untrusted sources), the config as
-    JSON metadata beside them."""
+    JSON metadata beside them. `state` is what `LeNet5.state_dict()` gives (the parameters; the
+    fixed masks and RBF codes are non-persistent buffers, rebuilt by LeNet5(config)), so that
+    `LeNet5(config).load_state_dict(safetensors.torch.load_file(path))` loads it."""
     from safetensors.torch import save
 
     tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}

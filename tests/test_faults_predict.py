@@ -190,7 +190,7 @@ def test_a_digit_on_a_gradient_is_predicted(tmp_path, mnist):
 
 def test_a_bare_gradient_is_blank(tmp_path):
     image = shaded(torch.zeros(28, 28, dtype=torch.uint8), dark_ink=True)
-    with pytest.raises(data_module.ImageError, match="blank"):
+    with pytest.raises(data_module.NoDigit, match="blank"):
         to_mnist(image)
 
 
@@ -255,9 +255,9 @@ def test_csv_output_parses_back(tmp_path, mnist):
         probs = [float(row[f"prob_{i}"]) for i in range(10)]
         assert min(range(10), key=scores.__getitem__) == label == max(range(10), key=probs.__getitem__)
         assert sum(probs) + float(row["none"]) == pytest.approx(1.0, abs=1e-5)
-    assert "blank image" in rows[3]["error"] and "no such file" in rows[4]["error"]
+    assert rows[3]["no_digit"] == "blank image" and rows[3]["error"] == "" and "no such file" in rows[4]["error"]
     assert rows[3]["predicted"] == "" and rows[4]["score_0"] == ""
-    assert len(result.stderr.splitlines()) == 2  # the errors also on stderr, one line each
+    assert len(result.stderr.splitlines()) == 1  # the error also on stderr, one line; "no digit" is an answer
 
 
 def test_json_output_parses_back(tmp_path, mnist):
@@ -272,7 +272,7 @@ def test_json_output_parses_back(tmp_path, mnist):
         assert len(record["scores"]) == len(record["probabilities"]) == 10
         assert sum(record["probabilities"]) + record["none"] == pytest.approx(1.0, abs=1e-5)
         assert record["polarity"] == "light ink on dark background"
-    assert "blank image" in records[3]["error"] and records[3]["predicted"] is None
+    assert records[3]["no_digit"] == "blank image" and records[3]["error"] is None and records[3]["predicted"] is None
     assert records[4]["scores"] is None and "no such file" in records[4]["error"]
 
 

@@ -74,7 +74,8 @@ def test_bad_images_get_one_line_each_and_the_rest_still_run(tmp_path, mnist):
     text.write_text("not an image")
     result = CliRunner().invoke(predict, [str(tmp_path / "missing.png"), str(text), blank, good, "--device", "cpu"])
     assert result.exit_code == 1
-    assert "no such file" in result.output and "not a readable image" in result.output and "blank image" in result.output
+    assert "no such file" in result.output and "not a readable image" in result.output
+    assert f"{blank}: no digit (blank image)" in result.output
     assert f"{good}: {int(mnist.test_labels[0])}" in result.output
     assert "Traceback" not in result.output
 
@@ -98,8 +99,8 @@ def test_released_safetensors_weights_equal_the_checkpoint(variant):
     config, state = read_safetensors(folder / "model.safetensors")  # no pickle involved
     config_pt, state_pt = load_checkpoint(folder / "checkpoint.pt")
     assert config == config_pt and sorted(state) == sorted(state_pt)
-    for name in state:
-        assert torch.equal(state[name], state_pt[name]), name
+    for name in state:  # the same numbers; the release stores each in the model's shape
+        assert torch.equal(state[name], state_pt[name].reshape(state[name].shape)), name
     card = (folder / "MODEL_CARD.md").read_text()
     import hashlib
 

@@ -1,0 +1,145 @@
+"""Faults a newcomer found (issue "what a newcomer and a statistical reviewer found", items 1-4):
+a tiny image no longer aborts a batch, released weights load the standard way, 16-bit, EXIF-
+rotated and float images decode, and non-digits get MAP's own "no digit" answer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from experiments.predict import main as predict
+from lenet1998.data import encode, read_image
+from lenet1998.model import LeNet5
+from lenet1998.results import RELEASED, read_manifest, read_safetensors
+
+VARIANTS = sorted(p.parent.name for p in RELEASED.glob("*/model.safetensors"))
+
+
+def run(*args):
+    return CliRunner().invoke(predict, [*map(str, args), "--device", "cpu"])
+
+
+def needs_release():
+    if not (RELEASED / "paper" / "model.safetensors").is_file():
+        pytest.skip("no released paper model")
+
+
+def digit_png(path, image: torch.Tensor, mode: str = "L"):
+    """An MNIST digit (uint8 28x28, ink high) as dark ink on white, in PIL mode `mode`."""
+    a = 255 - image.numpy().astype(np.int64)
+    if mode == "I;16":
+        Image.fromarray((a * 257).astype(np.uint16)).save(path)  # full 16-bit range
+    elif mode == "F":
+        Image.fromarray((a / 255.0).astype(np.float32), mode="F").save(path)
+    else:
+        Image.fromarray(a.astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_a_tiny_image_is_no_digit_and_the_batch_goes_on(tmp_path, mnist):
+    needs_release()
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((1, 1), dtype=np.uint8)).save(tiny)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((1, 2), dtype=np.uint8)).save(wide)
+    good = digit_png(tmp_path / "good.png", mnist.test_images[0])
+    for fmt in ("json", "csv", "text"):
+        result = run(tiny, wide, good, "--format", fmt)
+        assert result.exit_code == 0, result.output
+        if fmt == "json":
+            records = json.loads(result.stdout)
+            assert records[0]["no_digit"] == "image too small: 1x1" and records[0]["error"] is None
+            assert records[1]["no_digit"] == "image too small: 2x1"
+            assert records[2]["predicted"] == int(mnist.test_labels[0])
+        elif fmt == "csv":
+            rows = list(csv.DictReader(io.StringIO(result.stdout)))
+            assert rows[0]["no_digit"] == "image too small: 1x1" and rows[2]["predicted"] == str(int(mnist.test_labels[0]))
+        else:
+            assert f"{tiny}: no digit (image too small: 1x1)" in result.stdout
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_released_safetensors_load_the_standard_way_and_reproduce_the_card(variant, mnist):
+    folder = RELEASED / variant
+    config, _ = read_safetensors(folder / "model.safetensors")  # the config in the file's metadata
+    model = LeNet5(config)
+    state = safetensors.torch.load_file(str(folder / "model.safetensors"))
+    model.load_state_dict(state)  # strict: every key, every shape
+    x = encode(mnist.test_images, config.input_coding).unsqueeze(1)
+    with torch.no_grad():
+        wrong = sum(int((model.predict(model(x[s:s + 1000])) != mnist.test_labels[s:s + 1000]).sum())
+                    for s in range(0, 10000, 1000))
+    assert wrong / 100 == pytest.approx(read_manifest(folder)["final_test_error"], abs=0.011)
+
+
+def test_sixteen_bit_exif_rotated_and_float_images_decode(tmp_path, mnist):
+    reference = read_image(digit_png(tmp_path / "eight.png", mnist.test_images[0]))
+    sixteen = read_image(digit_png(tmp_path / "sixteen.png", mnist.test_images[0], "I;16"))
+    torch.testing.assert_close(sixteen, reference, atol=1 / 255, rtol=0)
+    floats = tmp_path / "float.tif"
+    digit_png(floats, mnist.test_images[0], "F")
+    torch.testing.assert_close(read_image(floats), reference, atol=1 / 255, rtol=0)
+    # a JPEG stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to view)
+    upright = Image.fromarray(255 - mnist.test_images[0].numpy())
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera writes before its tag
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    jpeg = tmp_path / "phone.jpg"
+    stored.save(jpeg, exif=exif, quality=100)
+    torch.testing.assert_close(read_image(jpeg), reference, atol=0.1, rtol=0)
+
+
+def test_a_batch_with_a_tiny_a_16_bit_an_exif_and_a_clean_digit_is_answered(tmp_path, mnist):
+    needs_release()
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((1, 1), dtype=np.uint8)).save(tiny)
+    sixteen = digit_png(tmp_path / "sixteen.png", mnist.test_images[1], "I;16")
+    stored = Image.fromarray((255 - mnist.test_images[2].numpy())).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    phone = tmp_path / "phone.jpg"
+    stored.save(phone, exif=exif, quality=100)
+    clean = digit_png(tmp_path / "clean.png", mnist.test_images[3])
+    result = run(tiny, sixteen, phone, clean, "--format", "json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert records[0]["no_digit"] == "image too small: 1x1"
+    assert [r["predicted"] for r in records[1:]] == mnist.test_labels[1:4].tolist()
+
+
+def test_non_digits_get_maps_own_no_digit_answer(tmp_path):
+    needs_release()
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(noise)
+    dot = tmp_path / "dot.png"
+    field = np.full((28, 28), 255, dtype=np.uint8)
+    field[14, 14] = 0
+    Image.fromarray(field).save(dot)
+    small = tmp_path / "five.png"
+    Image.fromarray(np.full((5, 5), 255, dtype=np.uint8)).save(small)
+    result = run(noise, dot, small, "--format", "json")
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert records[0]["predicted"] is None and records[0]["no_digit"].startswith("none-of-these")
+    assert records[0]["none"] > max(records[0]["probabilities"])
+    assert records[1]["no_digit"] == "ink too small: 1x1 pixels"
+    assert records[2]["no_digit"] == "image too small: 5x5"
+
+
+def test_a_softmax_model_keeps_its_answer_for_noise(tmp_path):
+    if not (RELEASED / "modern" / "model.safetensors").is_file():
+        pytest.skip("no released modern model")
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(noise)
+    result = run(noise, "--variant", "modern", "--format", "json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)[0]
+    assert record["predicted"] is not None and record["no_digit"] is None
