@@ -143,3 +143,21 @@ def test_a_softmax_model_keeps_its_answer_for_noise(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)[0]
     assert record["predicted"] is not None and record["no_digit"] is None
+
+
+def test_under_ci_a_missing_mnist_fails_instead_of_skipping(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    test = "tests/test_data_and_training.py::test_same_seed_same_weights_other_seed_other_weights"
+    env = {**os.environ, "LENET1998_DATA": str(tmp_path / "nowhere"), "CI": "true"}
+    failed = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0 and "holds no MNIST" in failed.stdout, failed.stdout[-2000:]
+    env["CI"] = ""
+    skipped = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert skipped.returncode == 0 and "skipped" in skipped.stdout, skipped.stdout[-2000:]

@@ -76,11 +76,9 @@ def test_the_wheel_holds_the_library_and_what_it_reads_and_no_experiments(wheel)
                for n in names)
 
 
-def test_the_installed_wheel_classifies_digits_from_elsewhere(wheel, tmp_path):
-    data = os.environ.get("LENET1998_DATA")
+def test_the_installed_wheel_classifies_digits_from_elsewhere(wheel, tmp_path, data_dir):
+    data = data_dir
     released = REPO / "results" / "released" / "paper" / "model.safetensors"
-    if not data or not (Path(data) / "MNIST" / "raw").is_dir():
-        pytest.skip("needs MNIST (LENET1998_DATA)")
     site = tmp_path / "site"
     result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                             capture_output=True, text=True, timeout=600)
