@@ -117,6 +117,9 @@ def main(run_all, names, families, list_only, seeds, seed_plan, epochs, train_si
         return
     if not (run_all or names or families or quick):
         raise click.UsageError("say which variants: --all, --only NAME, --family NAME, or --quick (or --list)")
+    if run_all and (names or families):
+        raise click.UsageError("--all is the whole single-factor grid: give it alone, or name the variants with "
+                               "--only / --family instead")
     selected, seeds = selection(run_all, names, families, seeds, quick)
     budget = QUICK if quick else GRID_BUDGET
     budget = replace(budget, epochs=epochs or budget.epochs, train_size=train_size or budget.train_size)

@@ -100,7 +100,8 @@ def text_line(record: dict, kind: str, rbf: bool) -> str:
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--variant", default="paper", show_default=True, help="A released model (results/released/).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Any checkpoint.pt instead.")
+@click.option("--checkpoint", type=click.Path(), default=None,
+              help="Any checkpoint.pt instead, or a run folder (what `train` prints) holding one.")
 @click.option("--show", type=click.Path(file_okay=False), default=None, help="Write <image>.pred.png previews here.")
 @click.option("--format", "fmt", type=click.Choice(["text", "csv", "json"]), default="text", show_default=True,
               help="text: a line per image; csv / json: one record per image (scores, probabilities, none, error).")
@@ -108,6 +109,8 @@ def text_line(record: dict, kind: str, rbf: bool) -> str:
 @one_line_errors
 def main(images, variant, checkpoint, show, fmt, device):
     """Predict the digit in each image file."""
+    if checkpoint and Path(checkpoint).is_dir():  # a run folder: its checkpoint
+        checkpoint = Path(checkpoint) / "checkpoint.pt"
     model = load_trained(checkpoint) if checkpoint else load_pretrained(variant)
     device = resolve_device(device)
     model = model.to(device)

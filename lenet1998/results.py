@@ -392,7 +392,9 @@ def load_checkpoint(path: Path):
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
-        raise ResultsError(f"{where} is missing") from None
+        raise ResultsError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: a folder, not a checkpoint.pt") from None
     except Exception as e:  # truncated zip, garbage bytes, unpickling errors
         raise ResultsError(f"{where} is corrupt or truncated ({type(e).__name__})") from None
     if not isinstance(obj, dict) or "config" not in obj or "state" not in obj:

@@ -161,3 +161,46 @@ def test_under_ci_a_missing_mnist_fails_instead_of_skipping(tmp_path):
     skipped = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=repo, env=env,
                              capture_output=True, text=True, timeout=300)
     assert skipped.returncode == 0 and "skipped" in skipped.stdout, skipped.stdout[-2000:]
+
+
+# --- item 7, the smaller ones ---
+
+def test_all_with_only_is_refused(tmp_path):
+    from experiments.ablate import main as ablate
+
+    result = CliRunner().invoke(ablate, ["--all", "--only", "paper", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "--all is the whole single-factor grid" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_of_a_folder_without_runs_is_refused_and_creates_nothing(tmp_path):
+    from experiments.report import main as report
+
+    result = CliRunner().invoke(report, ["--out", str(tmp_path / "reslts")])
+    assert result.exit_code == 2 and "holds no runs/ folder" in result.output
+    assert not (tmp_path / "reslts").exists()
+
+
+def test_a_negative_seed_is_refused():
+    from experiments.train import main as train
+
+    result = CliRunner().invoke(train, ["--seed", "-1"])
+    assert result.exit_code == 2 and "-1" in result.output
+
+
+def test_predict_names_a_missing_checkpoint_and_takes_a_run_folder(tmp_path, mnist):
+    result = run("x.png", "--checkpoint", "/nonexistent.pt")
+    assert result.exit_code != 0 and "/nonexistent.pt: no such checkpoint" in result.output
+    folder = RELEASED / "paper"  # a folder holding checkpoint.pt, as a run folder does
+    if not (folder / "checkpoint.pt").is_file():
+        pytest.skip("no released paper checkpoint")
+    good = digit_png(tmp_path / "good.png", mnist.test_images[0])
+    result = run(good, "--checkpoint", folder)
+    assert result.exit_code == 0 and f"{good}: {int(mnist.test_labels[0])}" in result.output
+
+
+def test_latex_minus_signs_are_math():
+    from experiments.report import latex_signs
+
+    assert latex_signs("-0.12 [-0.20, +0.05]") == "$-$0.12 [$-$0.20, $+$0.05]"
+    assert latex_signs("paper-like") == "paper-like"
