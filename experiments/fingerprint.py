@@ -286,7 +286,8 @@ def training_runs(out: Path, tried: list | None = None) -> pd.DataFrame:
         for name, (config, seeds) in named.items():
             runs = load_runs(out, {name: config}, seeds)
             if len(runs):
-                frames.append(runs.assign(stage=stage, val_error=[final_val_error(out, run) for run in runs.run]))
+                frames.append(runs.assign(stage=stage, train_size=config.train_size,
+                                          val_error=[final_val_error(out, run) for run in runs.run]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -422,7 +423,7 @@ def single_run_markdown(runs: pd.DataFrame, targets: dict) -> str:
     """Per variant with a paper value: the paper's number as one draw against our seeds (its
     percentile, a 95% prediction interval of one run), and the mean by TOST (margin 0.1) beside
     the t-test (results/paper_gap.md)."""
-    lines = ["", "## The paper's number as one run, and the mean as an equivalence", "",
+    lines = ["", "### The paper's number as one run, and the mean as an equivalence", "",
              "The paper reports one number per network, most likely one run. *below*: share of our seeds at or "
              "below it; *P(one run <= paper)*: under the t predictive distribution of one more seed; *95% prediction "
              f"interval*: where one more seed falls. *TOST p*: two one-sided t-tests of |mean - paper| < {GAP_MARGIN} "
@@ -445,7 +446,7 @@ LAB2009_PASSES = (1, 2, 5, 10, 20, 30, 50, 75, 100)
 
 def lab2009_markdown(out: Path) -> str:
     """The lab's 2009 recipe per pass: test error over seeds (every finished run, final pass last)."""
-    lines = ["", "## The lab's 2009 recipe (`lab2009`), per pass", "",
+    lines = ["", "### The lab's 2009 recipe (`lab2009`), per pass", "",
              "EBLearn's 2009 MNIST demo as its code defines it (experiments/fingerprint.py LAB2009; REPRODUCING.md, "
              "\"The paper gap\"), trained by the same SDLM machinery: 100 passes, every pass's test error recorded. Its "
              f"documentation reports one run trained \"down to {LAB2009_REPORTED}% error rate\"."]
