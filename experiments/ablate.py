@@ -38,7 +38,8 @@ from .common import (
     data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, resolve_device,
 )
 from .grid import GRID as GRID_BUDGET, MAX_GROUP, QUICK, jobs_of, launch_from_options, launcher_options, plan
-from .report import MAX_SEEDS, build_report, repository_docs
+from .docs import repository_docs
+from .report import MAX_SEEDS, build_report
 from .variants import FAMILY_SEEDS, GRID, VARIANTS, family
 
 
@@ -59,7 +60,7 @@ def selection(run_all: bool, names, families, seeds, quick: bool):
 
 def planned_seeds(out: Path, selected, seeds, budget) -> dict:
     """{variant: seeds}: the seed plan's count for the planned variants, `seeds` for the rest."""
-    from .report import collect_runs, seed_plan
+    from .ablation_tables import collect_runs, seed_plan
 
     plan_ = seed_plan(collect_runs(out, MAX_SEEDS, budget.epochs, budget.train_size))
     planned = dict(zip(plan_.variant, plan_.seeds)) if len(plan_) else {}

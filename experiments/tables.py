@@ -145,6 +145,11 @@ def fmt(x, spec: str = ".2f") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def fmt_p(p) -> str:
+    """A p-value as the tables print it: three decimals, "< 0.001" below that, "–" for none."""
+    return "–" if math.isnan(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def mean_std(mean, std) -> str:
     return f"{fmt(mean)} ± {fmt(std)}" if not (isinstance(std, float) and math.isnan(std)) else f"{fmt(mean)} (one run)"
 

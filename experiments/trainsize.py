@@ -22,8 +22,9 @@ from lenet1998.results import RunFolder, atomic_write_text, check_writable
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .grid import GRID as GRID_BUDGET, QUICK, jobs_of, launch_from_options, launcher_options
-from .report import fill_section, fmt, repository_docs, save_figure
-from .tables import load_runs, summarize, trained_on_line
+from .docs import fill_section, repository_docs
+from .report_figures import save_figure
+from .tables import fmt, load_runs, summarize, trained_on_line
 from .variants import VARIANTS
 
 QUICK_SIZES = (500, 1000, 2000)

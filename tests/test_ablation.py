@@ -178,7 +178,7 @@ def test_the_grid_trains_the_variants_of_one_architecture_together(tmp_path):
 
 
 def test_only_the_committed_grid_rewrites_readme_and_reproducing(tmp_path):
-    from experiments.report import repository_docs
+    from experiments.docs import repository_docs
 
     assert repository_docs(REPO / "results", False, 3, 20) == REPO / "README.md"
     assert repository_docs(tmp_path, False, 3, 20) is None  # another --out: a timing run, say

@@ -200,7 +200,7 @@ def test_predict_names_a_missing_checkpoint_and_takes_a_run_folder(tmp_path, mni
 
 
 def test_latex_minus_signs_are_math():
-    from experiments.report import latex_signs
+    from experiments.ablation_tables import latex_signs
 
     assert latex_signs("-0.12 [-0.20, +0.05]") == "$-$0.12 [$-$0.20, $+$0.05]"
     assert latex_signs("paper-like") == "paper-like"

@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from experiments.grid import Budget, plan, train_runs
-from experiments.report import build_report, collect_runs
+from experiments.ablation_tables import collect_runs
+from experiments.report import build_report
 from experiments.variants import VARIANTS, budget
 from lenet1998.results import ResultsError, RunFolder, load_checkpoint, read_manifest
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from experiments.report import ablation_markdown, ablation_table
+from experiments.ablation_tables import ablation_markdown, ablation_table
 from experiments.stats import holm, trains, variant_summary, welch_interval, wilson_interval
 from lenet1998.paper import LINEAR_CLASSIFIER_ERROR
 
@@ -141,7 +141,7 @@ def test_the_ablation_table_compares_only_runs_that_train():
 def test_the_ablation_figure_marks_runs_that_do_not_train_and_averages_only_those_that_do(tmp_path, monkeypatch):
     import matplotlib.collections
 
-    from experiments import report
+    from experiments import report_figures as report
 
     drawn = {}
     monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.setdefault(path.name, fig) and path)
@@ -163,7 +163,7 @@ def test_the_ablation_figure_marks_runs_that_do_not_train_and_averages_only_thos
 
 
 def test_a_family_table_compares_each_variant_with_its_own_base():
-    from experiments.report import family_table, family_markdown
+    from experiments.ablation_tables import family_markdown, family_table
 
     # the road: paper -> road1_input -> road2_init; road2 is compared with road1, not with paper
     runs = fake_runs({"paper": [1.02, 0.99, 1.16], "road1_input": [1.50, 1.60, 1.55],
@@ -198,7 +198,7 @@ def test_the_seed_count_comes_from_the_spreads_alone():
 
 
 def test_the_seed_plan_reads_seeds_0_to_9_and_never_a_difference():
-    from experiments.report import seed_plan
+    from experiments.ablation_tables import seed_plan
 
     rng = np.random.default_rng(0)
     paper = list(1.0 + 0.12 * rng.standard_normal(10))
@@ -215,7 +215,7 @@ def test_the_seed_plan_reads_seeds_0_to_9_and_never_a_difference():
 
 
 def test_the_grid_machine_time_counts_each_run_once_in_its_first_family(monkeypatch):
-    from experiments import report
+    from experiments import paper_tables as report
 
     def run(name, seconds, group):
         return {"run": name, "pass_time_s": seconds, "replicas_in_group": group}
@@ -251,7 +251,7 @@ def test_the_t_interval_of_one_mean_and_its_test_against_the_papers_value():
 
 
 def test_the_paper_gap_counts_the_seeds_at_or_below_the_papers_value():
-    from experiments.report import paper_gap_markdown
+    from experiments.paper_tables import paper_gap_markdown
 
     # float32 test errors: 0.95 is stored as 0.9499999881 and 0.80 as 0.8000000119; both count as reaching it
     runs = fake_runs({"paper": [0.9499999881, 1.1, 1.2, 0.9], "paper+distortions": [0.8000000119, 0.9]})
