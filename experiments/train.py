@@ -12,6 +12,7 @@ minutes for 20 passes through the plain PyTorch engines); final test error near 
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
@@ -26,6 +27,8 @@ from .common import (
     resolve_device, threads_option,
 )
 from .grid import train_runs
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: a run is being trained by another process; try again later
 
 
 @click.command()
@@ -83,6 +86,9 @@ def main(seeds, epochs, overrides, out, label, tensorboard, data_dir, device, th
             if tb is not None:  # the rows of metrics.csv (written before this call) not yet logged
                 tb.log(*logged[r.seed])
 
+    for seed in seeds:
+        if RunFolder(root, config.replace(seed=seed)).done:
+            click.echo(f"already done: {RunFolder(root, config.replace(seed=seed)).path} (seed {seed})", err=True)
     folders = train_runs(config, seeds, root, data, label, device, on_pass=report, on_progress=progress, engine=engine)
     if tb is not None:  # runs finished before this command: log them too
         for seed in seeds:
@@ -90,6 +96,11 @@ def main(seeds, epochs, overrides, out, label, tensorboard, data_dir, device, th
         tb.close()
     for f in folders:
         click.echo(f"run folder: {f.path}")
+    busy = [f for f in folders if not f.done]
+    if busy:  # another process holds their lock: their results are not there yet (`train && predict` must stop)
+        click.echo(f"error: {len(busy)} run(s) not finished: another process is training {busy[0].path}; run this "
+                   "command again when it ends", err=True)
+        sys.exit(EXIT_BUSY)
     exit_if_all_failed(folders)
 
 

@@ -204,3 +204,27 @@ def test_latex_minus_signs_are_math():
 
     assert latex_signs("-0.12 [-0.20, +0.05]") == "$-$0.12 [$-$0.20, $+$0.05]"
     assert latex_signs("paper-like") == "paper-like"
+
+
+def test_train_on_a_run_another_process_holds_exits_non_zero(tmp_path, data_dir):
+    from experiments.train import EXIT_BUSY, main as train
+    from lenet1998.config import LeNetConfig
+    from lenet1998.results import RunFolder, RunLock
+
+    config = LeNetConfig(train_size=100, epochs=1, sdlm_samples=20)
+    folder = RunFolder(tmp_path, config)
+    folder.path.mkdir(parents=True)
+    lock = RunLock(folder.path)
+    assert lock.acquire()  # this process stands in for the other `train`
+    try:
+        args = ["--set", "train_size=100", "--set", "sdlm_samples=20", "--epochs", "1", "--out", str(tmp_path),
+                "--data-dir", str(data_dir)]
+        result = CliRunner().invoke(train, args)
+        assert result.exit_code == EXIT_BUSY, result.output
+        assert "another process is training" in result.output
+    finally:
+        lock.release()
+    result = CliRunner().invoke(train, args)
+    assert result.exit_code == 0, result.output
+    again = CliRunner().invoke(train, args)
+    assert again.exit_code == 0 and "already done" in again.output
