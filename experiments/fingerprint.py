@@ -222,7 +222,12 @@ def _compatible(names) -> bool:
 FIG6_SIZE = 15000
 
 # The lab's own recipe, end to end: EBLearn's 2009 MNIST demo at commit 7ed01749
-# (demos/mnist/src/main.cpp with the libeblearn sources of that commit; SPEC.md section 15):
+# (demos/mnist/src/main.cpp with the libeblearn sources of that commit; SPEC.md section 15).
+# main.cpp: "create 1-of-n targets with target 1.0 for shown class, -1.0 for the rest",
+# `lenet5 l5(theparam, 32, 32, 5, 5, 2, 2, 5, 5, 2, 2, 120, targets.dim(0))`, a
+# `supervised_euclidean_machine`, `forget_param_linear fgp(1, 0.5)`, `gd_param gdp(0.0001, ...)`,
+# `compute_diaghessian(train_ds, 100, 0.02)` before training and after each of `i < 100` passes;
+# ebl_machines.cpp: Table I's 60 connections, C5 full, then `nn_layer_full(prm, thick2, outthick)`:
 # C5 -> 10 tanh units trained to +-1 targets by 0.5 ||out - t||^2, arg-max; plain tanh on every
 # layer; U(+-1/sqrt(F_i)) with Table I fan-ins, biases 0; S2/S4 summing, coefficient 0.5 and bias
 # 0; input pixel x 0.01 (0 / 2.55, padding 0); per-pattern SDLM with constant eta 1e-4 and mu 0.02,
