@@ -57,7 +57,22 @@ QUICK = Budget(seeds=2, epochs=1, train_size=2000)  # `--quick`: a smoke check o
 BUDGETS = {"grid": GRID, "quick": QUICK,
            **{family: replace(GRID, seeds=seeds) for family, seeds in FAMILY_SEEDS.items()}}
 
-MAX_GROUP = 18  # replicas per lockstep group: throughput per process levels off from about 16
+def lane_width() -> int:
+    """The kernel's SIMD lanes per block (lenet1998/engine/kernel.py BLOCK): a group of K runs
+    takes ceil(K / width) blocks, the last one padded with idle lanes."""
+    from lenet1998.engine.kernel import BLOCK
+
+    return BLOCK
+
+
+# Replicas per lockstep group: two blocks of lanes (throughput per process levels off from about 16).
+MAX_GROUP = 2 * lane_width()
+
+
+def blocks(replicas: int, width: int | None = None) -> int:
+    """The kernel's blocks a group of `replicas` runs fills (the last one perhaps in part)."""
+    width = width or lane_width()
+    return -(-replicas // width)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,9 +89,12 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
 
     lockstep "variant": one group per variant (its seeds). "architecture": the runs whose configs
     share a lockstep key (lenet1998.engine.lockstep_key) train together (e.g. the 11 variants of
-    the paper's layer shapes), split into about equal groups of at most `max_group` replicas, a
-    variant's seeds kept together. Each replica still follows its own config
-    (tests/test_engine.py). Largest groups first, so that `--jobs 2` starts them at once.
+    the paper's layer shapes), in groups that fill the kernel's lanes: full groups of `max_group`
+    (a multiple of the lane width) and one group of the rest, so that the runs of one key take
+    the fewest blocks there are, ceil(runs / lane width), with at most one block in part. Runs
+    keep the order of `names` and of their seeds, so a variant's seeds stay together where a
+    group boundary allows. Each replica still follows its own config (tests/test_engine.py).
+    Largest groups first, so that `--jobs 2` starts them at once.
     """
     from lenet1998.engine import handles, lockstep_key
 
@@ -93,14 +111,10 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
                 key = (lockstep_key(run) if handles(run) else name) if lockstep == "architecture" else name
                 by_key.setdefault(key, {}).setdefault(name, []).append((name, run))
     groups = []
+    size = max(lane_width(), max_group - max_group % lane_width())  # whole blocks (a --max-group of 18: 16)
     for variants in by_key.values():
-        total = sum(len(runs) for runs in variants.values())
-        count = math.ceil(total / max_group)  # about equal groups of at most max_group (whole variants)
-        chunks, done = [[] for _ in range(count)], 0
-        for runs in variants.values():
-            chunks[min(count - 1, int((done + len(runs) / 2) * count / total))] += runs  # by its middle
-            done += len(runs)
-        groups += [chunk for chunk in chunks if chunk]
+        runs = [run for variant_runs in variants.values() for run in variant_runs]
+        groups += [runs[i:i + size] for i in range(0, len(runs), size)]
     jobs = [(" + ".join(dict.fromkeys(label for label, _ in runs)), runs) for runs in groups]
     return sorted(jobs, key=lambda job: -group_cost(job[1]))
 

@@ -458,3 +458,28 @@ def test_ctrl_c_while_waiting_for_cluster_jobs_leaves_them_and_says_how_to_cance
     err = capsys.readouterr().err
     assert "4242_0 4242_1 4242_2" in err and "scancel 4242" in err
     assert not any(j.cancelled for j in jobs)  # the jobs are the scheduler's
+
+
+def test_the_plan_fills_the_kernels_lanes():
+    """Per lockstep key, the groups take the fewest kernel blocks there are (at most one in part),
+    and none is larger than MAX_GROUP, a whole number of blocks."""
+    from lenet1998.engine import handles, lockstep_key
+
+    from experiments.grid import GRID as GRID_BUDGET, MAX_GROUP, blocks, lane_width, plan
+    from experiments.variants import VARIANTS, family
+
+    assert MAX_GROUP % lane_width() == 0
+    names = [n for f in ("single", "open_question", "road") for n in family(f)]
+    for seeds in (3, 5, 10, 20):
+        groups = plan(names, GRID_BUDGET, None, seeds)
+        by_key = {}
+        for _, runs in groups:
+            keys = {lockstep_key(c) if handles(c) else label for label, c in runs}
+            assert len(keys) == 1 and len(runs) <= MAX_GROUP
+            by_key.setdefault(keys.pop(), []).append(len(runs))
+        for key, sizes in by_key.items():
+            if key in VARIANTS:  # minibatch runs: one after the other, no lanes
+                continue
+            assert sum(blocks(n) for n in sizes) == blocks(sum(sizes)), (seeds, sizes)
+            assert sum(n % lane_width() != 0 for n in sizes) <= 1, (seeds, sizes)
+    assert blocks(16) == 2 and blocks(17) == 3 and blocks(1) == 1
