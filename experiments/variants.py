@@ -190,10 +190,10 @@ _OPEN = _in_family(_OPEN, "open_question", "paper")
 # REPRODUCING.md "Choosing a reading by the fingerprint"). FINGERPRINT_CHOICE is what
 # `python -m experiments.fingerprint pass1` chose from results/fingerprints/pass1.csv
 # (tests/test_fingerprint.py checks that the two agree).
-FINGERPRINT_CHOICE = {"sdlm_output_curvature": 4.0, "init": "lab"}  # curvature4 + lab_init
+FINGERPRINT_CHOICE = {"sdlm_output_curvature": 1.0, "input_coding": "lab"}  # curvature1 + lab_input (rank 2)
 # Which candidate of experiments.fingerprint.candidates it is: 0, the greedy choice; n, the n-th
 # pair by distance, taken because the candidates before it did not train on the validation split.
-FINGERPRINT_RANK = 0
+FINGERPRINT_RANK = 2
 
 _FINGERPRINT = [
     Variant("paper_fingerprint", dict(FINGERPRINT_CHOICE),
