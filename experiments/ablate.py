@@ -129,10 +129,9 @@ def main(run_all, names, families, list_only, seeds, seed_plan, epochs, train_si
     out = Path(out or ("results/quick" if quick else "results"))
     if launcher == "local":  # a cluster job finds its device on its node
         device = resolve_device(device)
-    root = check_writable(out / "runs")
+    root = out / "runs"  # made only once there is something to train (a failed data check leaves nothing behind)
     if seed_plan:
         seeds = planned_seeds(out, selected, seeds, budget)
-    load_mnist(data_dir)  # fail early, with one line, if the data is missing or corrupt
     if tensorboard:
         from .tensorboard import summary_writer
 
@@ -140,6 +139,9 @@ def main(run_all, names, families, list_only, seeds, seed_plan, epochs, train_si
         tensorboard = str(Path(tensorboard).resolve())  # the same folder from a worker or a cluster job
 
     groups = plan(selected, budget, root, seeds, lockstep, max_group)
+    if groups:  # fail early, with one line, if the data is missing or corrupt; nothing to train: no data needed
+        load_mnist(data_dir)
+        root = check_writable(root)
     todo = sum(len(runs) for _, runs in groups)
     counts = {n: seeds if isinstance(seeds, int) else seeds[n] for n in selected}
     distinct = len({budget.apply(VARIANTS[n].config).replace(seed=s) for n in selected for s in range(counts[n])})

@@ -21,6 +21,7 @@ from lenet1998.model import LeNet5
 from lenet1998.results import RELEASED, read_manifest, read_safetensors
 
 VARIANTS = sorted(p.parent.name for p in RELEASED.glob("*/model.safetensors"))
+REPO_RUNS = RELEASED.parent / "runs"
 
 
 def run(*args):
@@ -228,3 +229,20 @@ def test_train_on_a_run_another_process_holds_exits_non_zero(tmp_path, data_dir)
     assert result.exit_code == 0, result.output
     again = CliRunner().invoke(train, args)
     assert again.exit_code == 0 and "already done" in again.output
+
+
+def test_ablate_needs_mnist_only_to_train_and_leaves_no_folder_when_it_is_missing(tmp_path, monkeypatch):
+    import experiments.ablate as ablate
+
+    result = CliRunner().invoke(ablate.main, ["--only", "paper", "--out", str(tmp_path / "new"),
+                                              "--data-dir", str(tmp_path / "no-mnist")])
+    assert result.exit_code != 0 and "no-mnist" in result.output
+    assert not (tmp_path / "new").exists()
+    done = tmp_path / "done"  # every run of --only paper (3 seeds) already there: nothing to train
+    done.mkdir()
+    (done / "runs").symlink_to(REPO_RUNS, target_is_directory=True)
+    built = []
+    monkeypatch.setattr(ablate, "build_report", lambda out, **kw: built.append(out) or [])
+    result = CliRunner().invoke(ablate.main, ["--only", "paper", "--out", str(done), "--data-dir", str(tmp_path / "no-mnist")])
+    assert result.exit_code == 0, result.output
+    assert "0 to train" in result.output and built == [done]

@@ -57,7 +57,7 @@ class ReplicaConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.K * out_maps))
         full = [[1] * out_maps for _ in range(in_maps)]
         masks = [torch.tensor(t if t is not None else full, dtype=torch.float32).t() for t in tables]
-        self.register_buffer("mask", torch.cat(masks)[:, :, None, None])  # (K*out, in, 1, 1)
+        self.register_buffer("mask", torch.cat(masks)[:, :, None, None], persistent=False)  # (K*out, in, 1, 1): fixed
         self.masked = not bool(self.mask.all())
 
     def forward(self, x):  # (1, K*in, H, W) -> (1, K*out, H-4, W-4)
