@@ -37,7 +37,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     comparison with `paper` over the runs that train on both sides: the difference of means, its
     Welch 95% interval and Welch's t-test, Holm-adjusted over every comparison in the table that
     has a test (comparison_table with every base `paper`)."""
-    table = comparison_table(runs, VARIANTS, lambda name: None if name == "paper" else "paper")
+    table = versus_uncertainty(comparison_table(runs, VARIANTS, lambda name: None if name == "paper" else "paper"))
     return table.rename(columns={"diff": "diff_to_paper"}).drop(columns="base") if len(table) else table
 
 
@@ -92,7 +92,9 @@ def ablation_caption(table: pd.DataFrame, seeds: int, epochs: int, train_size: i
            f" (every variant but {', '.join(f'`{v}`' for v in few)}, which {'has' if len(few) == 1 else 'have'} "
            "fewer than 2 runs that train and so no interval)" if few else "")
         + (f"; {', '.join(f'`{v}`' for v in flat)}: no spread on either side, so no test" if flat else "")
-        + ". *resolved*: Holm p < 0.05, so the difference is resolved at a family-wise error rate of 5%."
+        + ". *resolved*: Holm p < 0.05, so the difference is resolved at a family-wise error rate of 5%. "
+        f"*vs ±{PAPER_UNCERTAINTY}*: the interval lies beyond the paper's own uncertainty of ±{PAPER_UNCERTAINTY} "
+        "points (*beyond*), inside it (*inside*), or straddles its edge (*undecided*)."
     )
 
 
@@ -104,8 +106,8 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
         "",
         "| variant | change | trains (Wilson 95%) | test error %, median [IQR] | mean ± std, all runs | "
         "mean ± std, runs that train | train error % | n used | vs paper: difference [Welch 95% interval] | "
-        "Holm p | resolved | paper's value |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
+        f"Holm p | resolved | vs ±{PAPER_UNCERTAINTY} | paper's value |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|---:|",
     ]
     for r in table.itertuples():
         k_of_n = f"{r.n_train} of {r.n_runs} [{fmt(r.train_ci95_low)}, {fmt(r.train_ci95_high)}]"
@@ -125,7 +127,8 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
             diff = f"{fmt(r.diff_to_paper, '+.2f')} [{fmt(r.diff_ci95_low, '+.2f')}, {fmt(r.diff_ci95_high, '+.2f')}]"
             resolved = "–" if pd.isna(r.resolved_holm) else ("yes" if r.resolved_holm else "no")
         lines.append(f"| {r.variant} | {r.what} | {k_of_n} | {spread} | {every} | {good} | {fmt(r.train_error_mean)} | "
-                     f"{r.n_used} | {diff} | {fmt_p(r.p_holm)} | {resolved} | {fmt(r.paper_test_error)} |")
+                     f"{r.n_used} | {diff} | {fmt_p(r.p_holm)} | {resolved} | {r.vs_paper_uncertainty} | "
+                     f"{fmt(r.paper_test_error)} |")
     runs = runs if runs is not None else pd.DataFrame()
     return "\n".join(lines + missing_line(table) + machine_time_line(runs) + trained_on_line(runs)) + "\n"
 
@@ -160,6 +163,12 @@ def family_table(runs: pd.DataFrame, stem: str) -> pd.DataFrame:
     variants = family_variants(stem)
     references = FAMILY_TABLES[stem][2]
     table = comparison_table(runs, variants, lambda n: None if n in references else variants[n].base)
+    return versus_uncertainty(table)
+
+
+def versus_uncertainty(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with `vs_paper_uncertainty`: whether each difference's 95% interval lies beyond the
+    paper's own +-0.1 points ("beyond"), inside it ("inside"), or straddles an edge ("undecided")."""
     if len(table):
         low, high = table.diff_ci95_low, table.diff_ci95_high
         beyond = (low > PAPER_UNCERTAINTY) | (high < -PAPER_UNCERTAINTY)
