@@ -110,7 +110,9 @@ def one_line_errors(func):
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted; finished passes are saved and the run resumes on the next call", err=True)
+            # on a line of its own (a progress counter may hold the current one), and true before any pass ends
+            click.echo("\ninterrupted: every pass that had finished is saved, and the same command resumes after the "
+                       "last of them (a run stopped in its first pass starts over)", err=True)
             sys.exit(130)
     return wrapper
 

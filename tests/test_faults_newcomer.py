@@ -246,3 +246,20 @@ def test_ablate_needs_mnist_only_to_train_and_leaves_no_folder_when_it_is_missin
     result = CliRunner().invoke(ablate.main, ["--only", "paper", "--out", str(done), "--data-dir", str(tmp_path / "no-mnist")])
     assert result.exit_code == 0, result.output
     assert "0 to train" in result.output and built == [done]
+
+
+def test_an_interrupt_says_what_is_kept_on_a_line_of_its_own():
+    import click
+
+    from experiments.common import one_line_errors
+
+    @click.command()
+    @one_line_errors
+    def stopped():
+        click.echo("\r  1200/60000 patterns", nl=False, err=True)
+        raise KeyboardInterrupt
+
+    result = CliRunner().invoke(stopped, [])
+    assert result.exit_code == 130
+    assert "\ninterrupted: every pass that had finished is saved" in result.output
+    assert "starts over" in result.output
