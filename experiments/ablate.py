@@ -38,7 +38,7 @@ from .common import (
     data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, resolve_device,
 )
 from .grid import (
-    GRID as GRID_BUDGET, MAX_GROUP, QUICK, blocks, jobs_of, lane_width, launch_from_options, launcher_options, plan,
+    GRID as GRID_BUDGET, QUICK, blocks, jobs_of, lane_width, launch_from_options, launcher_options, plan,
 )
 from .docs import repository_docs
 from .report import MAX_SEEDS, build_report
@@ -100,8 +100,9 @@ def validate_names(ctx, param, names):
               help="Results folder (default results/, or results/quick with --quick).")
 @click.option("--quick", is_flag=True, help=f"{QUICK.epochs} pass on {QUICK.train_size:,} patterns, {QUICK.seeds} seeds: "
               "a smoke check of the pipeline.")
-@click.option("--max-group", type=click.IntRange(min=1), default=MAX_GROUP, show_default=True,
-              help="Replicas per lockstep group at most (a GPU job can hold more: --device cuda --max-group 64).")
+@click.option("--max-group", type=click.IntRange(min=1), default=None,
+              help="Replicas per lockstep group at most (default: two blocks of the kernel's lanes, 16 or 32; "
+                   "a GPU job can hold more: --device cuda --max-group 64).")
 @click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Also log each run to TensorBoard as it trains, under DIR/<variant>/seed<N> (needs the "
                    "tensorboard extra; runs already done: python -m experiments.report --tensorboard DIR).")

@@ -51,7 +51,7 @@ from lenet1998.results import RunFolder, atomic_write_text, check_writable, read
 from lenet1998.sdlm import SDLM
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
-from .grid import jobs_of, launch_from_options, launcher_options
+from .grid import jobs_of, launch_from_options, launcher_options, max_group_default
 from .stats import prediction_interval, tost
 from .tables import fmt, load_runs
 from .variants import VARIANTS
@@ -241,7 +241,6 @@ LAB2009 = LeNetConfig(
     eta_schedule=((1, 1e-4),), sdlm_mu=0.04, sdlm_output_curvature=2.0, epochs=100)
 LAB2009_SEEDS = 10
 LAB2009_REPORTED = 0.9  # the demo's documentation page: "after training down to 0.9% error rate" (one run)
-MAX_GROUP = 16  # replicas per lockstep group: two blocks of the kernel's 8 lanes
 
 
 def candidates(rows: pd.DataFrame) -> list:
@@ -567,7 +566,7 @@ def train(stages, rank, out, jobs, launcher, partition, timeout_min, cpus_per_ta
                     groups.setdefault((stage, lockstep_key(run)), []).append((name, run))
     planned = []
     for runs in groups.values():
-        count = math.ceil(len(runs) / MAX_GROUP)  # about equal groups of at most two blocks of 8 lanes
+        count = math.ceil(len(runs) / max_group_default())  # about equal groups of at most two blocks of lanes
         for i in range(count):
             chunk = runs[i * len(runs) // count:(i + 1) * len(runs) // count]
             planned.append((" + ".join(dict.fromkeys(n for n, _ in chunk)), chunk))

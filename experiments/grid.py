@@ -58,15 +58,17 @@ BUDGETS = {"grid": GRID, "quick": QUICK,
            **{family: replace(GRID, seeds=seeds) for family, seeds in FAMILY_SEEDS.items()}}
 
 def lane_width() -> int:
-    """The kernel's SIMD lanes per block (lenet1998/engine/kernel.py BLOCK): a group of K runs
+    """The kernel's SIMD lanes per block on this machine (lenet1998/engine/kernel.py lane_width: 8
+    or 16, measured at its first build; 8 where the kernel does not build): a group of K runs
     takes ceil(K / width) blocks, the last one padded with idle lanes."""
-    from lenet1998.engine.kernel import BLOCK
+    from lenet1998.engine import kernel
 
-    return BLOCK
+    return kernel.lane_width() if kernel.available() else kernel.BLOCK
 
 
-# Replicas per lockstep group: two blocks of lanes (throughput per process levels off from about 16).
-MAX_GROUP = 2 * lane_width()
+def max_group_default() -> int:
+    """Replicas per lockstep group: two blocks of lanes (throughput per process levels off there)."""
+    return 2 * lane_width()
 
 
 def blocks(replicas: int, width: int | None = None) -> int:
@@ -80,7 +82,7 @@ def blocks(replicas: int, width: int | None = None) -> int:
 
 
 def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: str = "architecture",
-         max_group: int = MAX_GROUP) -> list:
+         max_group: int | None = None) -> list:
     """The lockstep groups that train the runs not yet done under `root` (every run when root
     is None): [(group name, [(variant, config), ...])].
 
@@ -90,7 +92,7 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
     lockstep "variant": one group per variant (its seeds). "architecture": the runs whose configs
     share a lockstep key (lenet1998.engine.lockstep_key) train together (e.g. the 11 variants of
     the paper's layer shapes), in groups that fill the kernel's lanes: full groups of `max_group`
-    (a multiple of the lane width) and one group of the rest, so that the runs of one key take
+    (default max_group(); rounded down to a multiple of the lane width) and one group of the rest, so that the runs of one key take
     the fewest blocks there are, ceil(runs / lane width), with at most one block in part. Runs
     keep the order of `names` and of their seeds, so a variant's seeds stay together where a
     group boundary allows. Each replica still follows its own config (tests/test_engine.py).
@@ -111,6 +113,7 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
                 key = (lockstep_key(run) if handles(run) else name) if lockstep == "architecture" else name
                 by_key.setdefault(key, {}).setdefault(name, []).append((name, run))
     groups = []
+    max_group = max_group or max_group_default()
     size = max(lane_width(), max_group - max_group % lane_width())  # whole blocks (a --max-group of 18: 16)
     for variants in by_key.values():
         runs = [run for variant_runs in variants.values() for run in variant_runs]

@@ -462,12 +462,13 @@ def test_ctrl_c_while_waiting_for_cluster_jobs_leaves_them_and_says_how_to_cance
 
 def test_the_plan_fills_the_kernels_lanes():
     """Per lockstep key, the groups take the fewest kernel blocks there are (at most one in part),
-    and none is larger than MAX_GROUP, a whole number of blocks."""
+    and none is larger than max_group_default(), a whole number of blocks."""
     from lenet1998.engine import handles, lockstep_key
 
-    from experiments.grid import GRID as GRID_BUDGET, MAX_GROUP, blocks, lane_width, plan
+    from experiments.grid import GRID as GRID_BUDGET, blocks, lane_width, max_group_default, plan
     from experiments.variants import VARIANTS, family
 
+    MAX_GROUP = max_group_default()
     assert MAX_GROUP % lane_width() == 0
     names = [n for f in ("single", "open_question", "road") for n in family(f)]
     for seeds in (3, 5, 10, 20):
@@ -482,4 +483,4 @@ def test_the_plan_fills_the_kernels_lanes():
                 continue
             assert sum(blocks(n) for n in sizes) == blocks(sum(sizes)), (seeds, sizes)
             assert sum(n % lane_width() != 0 for n in sizes) <= 1, (seeds, sizes)
-    assert blocks(16) == 2 and blocks(17) == 3 and blocks(1) == 1
+    assert blocks(16, 8) == 2 and blocks(17, 8) == 3 and blocks(1, 8) == 1 and blocks(17, 16) == 2

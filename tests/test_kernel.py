@@ -108,7 +108,7 @@ def patterns(mnist, K, n, offset=0, configs=None):
     return x, mnist.train_labels[idx].long()
 
 
-def groups(configs, mnist, eta=5e-4):
+def groups(configs, mnist, eta=5e-4, width=None):
     """The reference networks, a torch eager group and a kernel group with the same weights and
     SDLM's eps = eta / (mu + h) estimated on 100 patterns per replica (nonzero on masked C3
     entries too: the kernel must keep those weights at zero by itself)."""
@@ -121,7 +121,7 @@ def groups(configs, mnist, eta=5e-4):
     params = stack(nets)
     eps = {name: torch.stack([r.eps[i] for r in rules]) for i, name in enumerate(params)}
     reference = TorchGroup(configs, compiled=False)
-    fast = kernel.for_configs(configs)
+    fast = kernel.for_configs(configs, width=width)
     for g in (reference, fast):
         g.load(params)
         g.set_steps(eps)
@@ -155,6 +155,44 @@ def test_one_step_matches_the_torch_eager_step(mnist, kind, K):
             delta_ref, delta_got = ref[name][k] - before[name][k], got[name][k] - before[name][k]
             assert delta_ref.abs().max() > 0, f"{name} replica {k}: no update to compare"
             assert_rel_close(delta_got, delta_ref, 2e-3, f"update of {name} replica {k}")
+
+
+@pytest.mark.parametrize("width", kernel.WIDTHS)
+@pytest.mark.parametrize("K", [3, 13, 16, 17, 33])  # partial, full and several blocks at either width
+def test_one_step_at_every_lane_width(mnist, width, K):
+    """The kernel built with blocks of 8 lanes (256-bit) and of 16 (512-bit) steps alike."""
+    configs = GROUPS[next(iter(GROUPS))](K)
+    _, reference, group = groups(configs, mnist, width=width)
+    assert group.width == width and group._lib.lk_kp() == width
+    x, y = patterns(mnist, K, 1, configs=configs)
+    out, loss = reference.step(x[0], y[0])
+    pen, kloss = group.step(x[0], y[0])
+    assert_rel_close(pen, out, STEP_RTOL, "penalties")
+    ref, got = reference.export(), group.export()
+    for name in ref:
+        assert_rel_close(got[name], ref[name], STEP_RTOL, name)
+
+
+def test_the_lane_width_is_measured_once_and_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("LENET1998_CACHE", str(tmp_path))
+    monkeypatch.delenv("LENET1998_KERNEL_WIDTH", raising=False)
+    monkeypatch.setattr(kernel, "_width", None)
+    calls = []
+    monkeypatch.setattr(kernel, "measure_widths", lambda: calls.append(1) or {8: 1000.0, 16: 1500.0})
+    assert kernel.lane_width() == 16 and calls == [1]
+    monkeypatch.setattr(kernel, "_width", None)  # a new process: the cache answers, no measurement
+    assert kernel.lane_width() == 16 and calls == [1]
+    assert len(list(tmp_path.glob("lenet1998_kernel_width_*.json"))) == 1
+    monkeypatch.setenv("LENET1998_KERNEL_WIDTH", "8")
+    assert kernel.lane_width() == 8
+    monkeypatch.setenv("LENET1998_KERNEL_WIDTH", "12")
+    with pytest.raises(ValueError, match="LENET1998_KERNEL_WIDTH"):
+        kernel.lane_width()
+
+
+def test_the_measurement_times_every_width_that_builds():
+    speeds = kernel.measure_widths(replicas=4, steps=5)
+    assert set(speeds) == set(kernel.WIDTHS) and all(v > 0 for v in speeds.values())
 
 
 @pytest.mark.parametrize("kind", list(GROUPS))

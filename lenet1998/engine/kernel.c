@@ -1,8 +1,9 @@
 /* One per-pattern training step of K replicas of LeNet-5, replicas as SIMD lanes.
  *
- * A group of K replicas runs as ceil(K / 8) independent blocks of KP = 8 lanes (one 256-bit
- * register of floats). Every array of a block keeps the lane innermost: x[c][i][j][k],
- * w[o][c][u][v][k], so that every inner operation is one vector over the 8 replicas; the last
+ * A group of K replicas runs as ceil(K / KP) independent blocks of KP lanes (KP = 8: one 256-bit
+ * register of floats; built with -DKP=16: one 512-bit register). Every array of a block keeps the
+ * lane innermost: x[c][i][j][k], w[o][c][u][v][k], so that every inner operation is one vector
+ * over the block's replicas; the last
  * block's lanes past K are dummies (zero weights, input and steps: they never change).
  *
  * Step: forward (C1 S2 C3 S4 C5 F6, then the output and the loss), backward, and the update
@@ -36,7 +37,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KP 8 /* lanes of a block: one 256-bit register of floats */
+#ifndef KP
+#define KP 8 /* lanes of a block: one register of floats, 8 (256-bit, AVX2) or -DKP=16 (512-bit, AVX-512F) */
+#endif
 
 /* -DLK_PROFILE: seconds spent in each stage, accumulated, read with lk_profile */
 #ifdef LK_PROFILE
@@ -225,12 +228,12 @@ static void squash(const lk_t *h, float *restrict a, float *restrict d, int n) {
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* Hot loops: one v8 holds the KP = 8 lanes of one unit. Each kernel keeps several independent
+/* Hot loops: one v8 holds the KP lanes (8 or 16) of one unit. Each kernel keeps several independent
  * accumulators in registers and one operand in a register for several multiply-adds, so that
  * the multiply-adds, not the loads, set the pace. */
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v8 __attribute__((vector_size(4 * KP)));   /* the KP lanes of one unit (the name is historical) */
+typedef int32_t v8i __attribute__((vector_size(4 * KP)));
 #define LD(p) (*(const v8 *)(const void *)(p))
 #define ST(p, v) (*(v8 *)(void *)(p) = (v))
 #define AI static inline __attribute__((always_inline))
@@ -720,7 +723,7 @@ int lk_export(const lkg_t *g, int which, int id, float *dst) {
 /* T steps, one pattern per replica each: x (T, K, 32, 32), y (T, K) -> penalties (T, K, 10) and
  * loss (T, K), each of the forward pass before that step's update. The blocks are independent,
  * so each block runs its T steps before the next starts: one block's weights and steps (3.8 MB)
- * stay in cache for T steps instead of K / 8 blocks' competing for it at every step. */
+ * stay in cache for T steps instead of K / KP blocks' competing for it at every step. */
 void lk_steps(lkg_t *g, const float *x, const int64_t *y, float *pen, float *loss, int T) {
     for (int b = 0; b < g->nb; b++) {
         lk_t *h = g->blk[b];

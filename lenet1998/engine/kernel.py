@@ -1,8 +1,11 @@
 """A compiled C kernel for one per-pattern training step of a lockstep group of K replicas.
 
-The C source (kernel.c beside this file) runs the group as blocks of 8 replicas, one SIMD lane
-each, with the replica index innermost in every array (x[c][i][j][k], w[o][c][u][v][k]), the
-last block padded with dummy lanes. It is compiled at first use with the system C compiler
+The C source (kernel.c beside this file) runs the group as blocks of 8 or 16 replicas, one SIMD
+lane each, with the replica index innermost in every array (x[c][i][j][k], w[o][c][u][v][k]), the
+last block padded with dummy lanes. The block width is the one this machine pays for: at the
+first build both widths are built (-DKP=8: 256-bit registers; -DKP=16: 512-bit, AVX-512F) and a
+short measurement of each picks the faster (`lane_width`; cached beside the builds, so it is
+measured once per machine, compiler and source; LENET1998_KERNEL_WIDTH=8 or 16 forces one). It is compiled at first use with the system C compiler
 into a cache folder ($LENET1998_CACHE, default ~/.cache/lenet1998; the file name carries a hash
 of source, flags and compiler, and is written atomically), and loaded with ctypes: no new
 Python dependency. `available()` is False (and `reason()` says why) without a compiler or when
@@ -35,6 +38,8 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
+import math
 import os
 import platform
 import shutil
@@ -46,7 +51,8 @@ from pathlib import Path
 import torch
 
 SOURCE = resources.files(__package__) / "kernel.c"  # package data: found in a wheel as in the checkout
-BLOCK = 8  # replicas per block of SIMD lanes (one 256-bit register of floats); K runs as ceil(K / 8) blocks
+BLOCK = 8  # the default lanes per block (one 256-bit register of floats); K runs as ceil(K / width) blocks
+WIDTHS = (8, 16)  # the block widths the kernel builds: 256-bit (AVX2) and 512-bit (AVX-512F) registers of floats
 # No -ffast-math: the kernel needs no reassociation (every inner loop runs across replicas);
 # -fno-trapping-math lets gcc if-convert (and so vectorise) the selects of the squashing.
 FLAGS = ("-O3", "-march=native", "-std=c11", "-ffp-contract=fast", "-fno-trapping-math",
@@ -129,10 +135,13 @@ def _build(extra=()) -> Path:
     raise RuntimeError("the build failed: " + " | ".join(errors))
 
 
-def _lib(extra=()):
-    key = "lib" + "".join(extra)
+def _lib(extra=(), width=None):
+    width = width or lane_width()
+    if width not in WIDTHS:
+        raise ValueError(f"the kernel builds blocks of {list(WIDTHS)} lanes, not {width}")
+    key = "lib" + "".join(extra) + f"-{width}"
     if key not in _libs:
-        lib = ctypes.CDLL(str(_build(extra)))
+        lib = ctypes.CDLL(str(_build((*extra, f"-DKP={width}"))))
         P, I, F = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
         lib.lk_create.restype = P
         lib.lk_create.argtypes = [I, P, P, P, P, P, F, P, P, I, I]
@@ -143,11 +152,74 @@ def _lib(extra=()):
         lib.lk_steps.argtypes = [P, P, P, P, P, I]
         lib.lk_forward.argtypes = [P, P, I, P]
         lib.lk_kp.restype = I
-        if lib.lk_kp() != BLOCK:
-            raise RuntimeError(f"kernel built for blocks of {lib.lk_kp()} lanes, expected {BLOCK}")
+        if lib.lk_kp() != width:
+            raise RuntimeError(f"kernel built for blocks of {lib.lk_kp()} lanes, expected {width}")
         lib.lk_profile.argtypes = [P]
         _libs[key] = lib
     return _libs[key]
+
+
+_width: int | None = None
+
+
+def lane_width() -> int:
+    """The lanes per block this machine uses: LENET1998_KERNEL_WIDTH if set, else the faster of
+    WIDTHS in a short measurement at the first build (`measure_widths`), cached with the builds."""
+    global _width
+    forced = os.environ.get("LENET1998_KERNEL_WIDTH")
+    if forced:
+        if not forced.isdigit() or int(forced) not in WIDTHS:
+            raise ValueError(f"LENET1998_KERNEL_WIDTH={forced!r}: the kernel builds blocks of {list(WIDTHS)} lanes")
+        return int(forced)
+    if _width is None:
+        cache = _cache_dir() / f"lenet1998_kernel_width_{_source_key()}.json"
+        try:
+            _width = int(json.loads(cache.read_text())["width"])
+        except (OSError, ValueError, KeyError, TypeError):
+            speeds = measure_widths()
+            _width = max(WIDTHS, key=lambda w: (speeds.get(w, 0.0), -w))  # the faster; a tie keeps 8
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".json", dir=cache.parent)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"width": _width, "updates_per_s": {str(w): v for w, v in speeds.items()},
+                           "cpu": _machine()[:200]}, f)
+            os.replace(tmp, cache)
+    return _width
+
+
+def _source_key() -> str:
+    """Source, compiler and machine: what the width measurement depends on."""
+    cc = _compiler() or ""
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout if cc else ""
+    return hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, _machine()]).encode()).hexdigest()[:16]
+
+
+def measure_widths(replicas: int = 16, steps: int = 150) -> dict:
+    """{width: pattern-updates per second} of a group of `replicas` paper networks (random
+    weights and patterns) at each width that builds here; a width that fails to build is left out."""
+    import time
+
+    speeds = {}
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(steps, replicas, 32, 32, generator=g)
+    y = torch.randint(0, 10, (steps, replicas), generator=g)
+    params = {n: torch.randn(replicas, *shape, generator=g) * 0.1 for n, shape in STACKED_SHAPES.items()}
+    for width in WIDTHS:
+        try:
+            group = KernelGroup(replicas, ["scaled_tanh"] * replicas, torch.ones(replicas, 16, 6), [0.25] * replicas,
+                                [1.0] * replicas, 10.0, torch.zeros(10, 84), width=width)
+        except Exception:  # no such build here
+            continue
+        group.load(params)
+        group.set_steps({n: torch.full_like(t, 1e-4) for n, t in params.items()})
+        group.steps(x[:10], y[:10])  # warm the caches
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            group.steps(x, y)
+            best = min(best, time.perf_counter() - t0)
+        speeds[width] = steps * replicas / best
+    return speeds
 
 
 def available() -> bool:
@@ -155,7 +227,7 @@ def available() -> bool:
     global _failure
     if _failure is None:
         try:
-            _lib()
+            _lib(width=BLOCK)  # the default build; the width measurement comes with the first group
             _failure = ""
         except Exception as e:  # no compiler, a failed build, a library that does not load
             _failure = f"{type(e).__name__}: {e}"
@@ -193,11 +265,12 @@ class KernelGroup:
     the 2009 demo's head, lenet1998/layers.py TargetOutput): the kernel keeps its 84, the rows
     past f6_units are zero weights and biases with zero steps, and the centres are zero there,
     so those units output f(0) = 0, add (0 - 0)^2 to every penalty, pass no gradient to C5 and
-    never move: the replicas train exactly as networks with f6_units units.
+    never move: the replicas train exactly as networks with f6_units units. width: lanes per
+    block (WIDTHS; default: this machine's, `lane_width`).
     """
 
     def __init__(self, K, squashing, c3_masks, subsampling_scale, map_weight, j, centres, profile=False,
-                 pool="trainable", output="rbf", f6_units=84):
+                 pool="trainable", output="rbf", f6_units=84, width=None):
         if not available():
             raise RuntimeError(f"the compiled kernel is not available: {reason()}")
         self.K = int(K)
@@ -211,7 +284,8 @@ class KernelGroup:
             raise ValueError(f"f6_units must be in 1..84 (84 with the linear output), got {f6_units}")
         self.names = [n for n in NAMES if (pool == "trainable" or n not in SUBSAMPLING_NAMES)
                       and (output == "linear" or n not in OUTPUT_NAMES)]
-        self._lib = _lib(("-DLK_PROFILE",) if profile else ())
+        self.width = width or lane_width()
+        self._lib = _lib(("-DLK_PROFILE",) if profile else (), self.width)
         A, S, relu = (_f32([SQUASHING[s][i] for s in squashing]) for i in range(3))
         scale, mapw = _f32(subsampling_scale), _f32(map_weight)
         mask = _f32(c3_masks)
@@ -365,7 +439,7 @@ def unsupported(configs, device="cpu") -> str:
     return ""
 
 
-def for_configs(configs, profile=False) -> KernelGroup:
+def for_configs(configs, profile=False, width=None) -> KernelGroup:
     """A KernelGroup whose replica k follows configs[k] (steps zero until set_steps)."""
     from ..layers import C3_TABLES, OUTPUT, SUBSAMPLING, RBFOutput
 
@@ -383,4 +457,4 @@ def for_configs(configs, profile=False) -> KernelGroup:
     return KernelGroup(len(configs), [c.squashing for c in configs], masks, scales,
                        [1.0 if c.loss == "map" else 0.0 for c in configs], configs[0].map_j, centres,
                        profile=profile, pool=pool, output="linear" if head is OUTPUT["linear"] else "rbf",
-                       f6_units=head.inputs)
+                       f6_units=head.inputs, width=width)
