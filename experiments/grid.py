@@ -22,7 +22,6 @@ the scheduler: Ctrl-C stops the waiting command only and prints how to cancel th
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
@@ -163,6 +162,7 @@ def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_pr
                 engine: str = "auto", on_start=None, stale_after: float = LOCK_STALE_S) -> list:
     """Train runs [(label, config with its seed), ...] into their run folders under `root`: the
     per-pattern runs as one lockstep group (lenet1998/engine/: they must share a lockstep key),
+    the seeds of one minibatch config stacked in one process (lenet1998/engine/minibatch.py), other
     minibatch runs one after the other. Returns the run folders, one per run.
 
     Each run is trained only by the process that holds its lock (lenet1998.results.RunLock): a
@@ -171,11 +171,13 @@ def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_pr
     pass. on_progress(done, total, replicas) within a pass. on_start(label, config, passes_done)
     when a run starts or resumes (default: a "resuming run ... at pass N of M" line on stderr).
     """
-    from lenet1998.engine import check_group, handles
+    from lenet1998.engine import check_group, handles, minibatch
     from lenet1998.train import fit
 
     if all(handles(c) for _, c in runs):
         check_group([c for _, c in runs])  # one group, or a clear error before anything is written
+        batches = [list(range(len(runs)))]
+    elif minibatch.handles([c for _, c in runs]):  # seeds of one minibatch config: stacked in one process
         batches = [list(range(len(runs)))]
     else:
         batches = [[i] for i in range(len(runs))]

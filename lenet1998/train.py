@@ -8,13 +8,16 @@ and test error after each pass.
 
 `fit` takes one config per run. Runs trained one pattern at a time (SDLM, SGD) go to the
 lockstep engine (lenet1998/engine/), which trains many at once and is tested against the
-reference trainer; minibatch runs (Adam) train with the reference trainer
+reference trainer; seeds of one minibatch config (Adam) train stacked in one process
+(lenet1998/engine/minibatch.py, tested against the reference too); other minibatch runs train
+with the reference trainer
 (lenet1998/reference.py), which is also where a reader finds the algorithm written out.
 """
 
 from __future__ import annotations
 
 from . import engine as lockstep
+from .engine import minibatch
 from .config import LeNetConfig
 from .record import EVAL_BATCH, ResumePoint, RunResult, evaluate, pass_record, timer  # noqa: F401 (the public names)
 from .reference import train as train_reference
@@ -38,6 +41,8 @@ def fit(configs, data, device="cpu", start=None, on_pass=None, on_progress=None,
         raise ValueError(f"engine={engine!r} is not valid; choose one of {list(ENGINES)}")
     if all(lockstep.handles(c) for c in configs):
         return lockstep.train_group(configs, data, device, starts, on_pass, on_progress, engine)
+    if minibatch.handles(configs, starts):  # seeds of one minibatch config: stacked, in one process
+        return minibatch.train_group(configs, data, device, on_pass, on_progress)
     results = []
     for config, point in zip(configs, starts):  # minibatch and Adam runs: one at a time
         def one(pass_number, result, rule_state):

@@ -171,3 +171,34 @@ def test_a_group_holds_k_copies_of_the_papers_tensors():
     assert net.layers["C1"].weight.shape == (18, 1, 5, 5)
     assert net.layers["F6"].weight.shape == (3, 84, 120)
     assert sum(p.numel() for p in net.parameters()) == 3 * sum(p.numel() for p in LeNet5(LeNetConfig()).parameters())
+
+
+def test_minibatch_seeds_in_lockstep_follow_the_reference_trainer(small_mnist, float64):
+    """Adam runs of one config, stacked in one process (lenet1998/engine/minibatch.py), equal each
+    seed trained alone by the reference trainer (float64, a few hundred patterns, two passes)."""
+    from lenet1998.engine import minibatch
+
+    base = LeNetConfig(epochs=2, train_size=PATTERNS, **VARIANTS["modern"].changes)
+    configs = [base.replace(seed=s) for s in range(3)]
+    assert minibatch.handles(configs) and not minibatch.handles(configs[:1])
+    assert not minibatch.handles([configs[0], configs[1].replace(lr=1e-2)])  # more than the seed differs
+    after_pass1 = {}
+
+    def keep(pass_number, results, rule_states):
+        if pass_number == 1:
+            after_pass1.update({r.seed: (dict(r.state), list(r.history), state) for r, state in zip(results, rule_states)})
+
+    together = fit(configs, small_mnist, on_pass=keep)
+    from lenet1998.record import ResumePoint
+
+    state, history, rule_state = after_pass1[1]  # seed 1 stopped after pass 1, resumed alone
+    resumed = train_reference(configs[1], small_mnist, start=ResumePoint(1, state, history, rule_state))
+    for p in resumed.state:
+        torch.testing.assert_close(resumed.state[p], together[1].state[p], rtol=0, atol=1e-9, msg=p)
+    for c, r in zip(configs, together):
+        alone = train_reference(c, small_mnist)
+        assert r.engine == "minibatch"
+        for p in alone.state:
+            torch.testing.assert_close(r.state[p], alone.state[p], rtol=0, atol=1e-9, msg=p)
+        for got, want in zip(untimed(r.history), untimed(alone.history), strict=True):
+            assert got == pytest.approx(want, rel=1e-9)
