@@ -38,7 +38,6 @@ from itertools import combinations
 from pathlib import Path
 
 import click
-import numpy as np
 import pandas as pd
 import torch
 
@@ -51,8 +50,8 @@ from lenet1998.results import RunFolder, atomic_write_text, check_writable, read
 from lenet1998.sdlm import SDLM
 
 from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
-from .grid import jobs_of, launch_from_options, launcher_options, max_group_default
-from .stats import prediction_interval, tost
+from .grid import fill_lanes, jobs_of, launch_from_options, launcher_options
+from .stats import prediction_interval
 from .tables import fmt, load_runs
 from .variants import VARIANTS
 
@@ -428,35 +427,6 @@ def build(out: Path, save_figure) -> list:
     return [out / "fingerprints.md", out / "fingerprints.csv", figure(table, greedy, chosen, out / "figures" / "fingerprints.png", save_figure)]
 
 
-# ----------------------------------------------------------------------------------------------
-# The paper gap of the chosen reading: one draw against our seeds, and the mean by TOST
-
-
-GAP_MARGIN = 0.1  # the paper's "uncertainty in the quoted error rates is about 0.1%" (Sec. III-C)
-
-
-def single_run_markdown(runs: pd.DataFrame, targets: dict) -> str:
-    """Per variant with a paper value: the paper's number as one draw against our seeds (its
-    percentile, a 95% prediction interval of one run), and the mean by TOST (margin 0.1) beside
-    the t-test (results/paper_gap.md)."""
-    lines = ["", "### The paper's number as one run, and the mean as an equivalence", "",
-             "The paper reports one number per network, most likely one run. *below*: share of our seeds at or "
-             "below it; *P(one run <= paper)*: under the t predictive distribution of one more seed; *95% prediction "
-             f"interval*: where one more seed falls. *TOST p*: two one-sided t-tests of |mean - paper| < {GAP_MARGIN} "
-             "(p < 0.05: the mean is within the margin).", "",
-             "| variant | paper | seeds | below | P(one run <= paper) | 95% prediction interval of one run | mean | "
-             "TOST p (±0.1) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    ok = runs[runs.status == "ok"] if len(runs) else runs
-    for name, target in targets.items():
-        e = ok[ok.variant == name].sort_values("seed").test_error if len(ok) else []
-        d = prediction_interval(e, target)
-        if d is None:
-            continue
-        lines.append(f"| {name} | {target} | {len(e)} | {d.below:.2f} | {d.predictive:.2f} | [{d.low:.2f}, {d.high:.2f}] "
-                     f"| {np.mean(e):.3f} | {tost(e, target, GAP_MARGIN):.3f} |")
-    return "\n".join(lines) + "\n"
-
-
 LAB2009_PASSES = (1, 2, 5, 10, 20, 30, 50, 75, 100)
 
 
@@ -564,12 +534,8 @@ def train(stages, rank, out, jobs, launcher, partition, timeout_min, cpus_per_ta
                 run = config.replace(seed=s)
                 if not RunFolder(root, run).done:
                     groups.setdefault((stage, lockstep_key(run)), []).append((name, run))
-    planned = []
-    for runs in groups.values():
-        count = math.ceil(len(runs) / max_group_default())  # about equal groups of at most two blocks of lanes
-        for i in range(count):
-            chunk = runs[i * len(runs) // count:(i + 1) * len(runs) // count]
-            planned.append((" + ".join(dict.fromkeys(n for n, _ in chunk)), chunk))
+    planned = [(" + ".join(dict.fromkeys(n for n, _ in chunk)), chunk)
+               for runs in groups.values() for chunk in fill_lanes(runs)]
     planned.sort(key=lambda group: -sum(c.train_size for _, c in group[1]))  # largest first
     click.echo(f"{sum(len(r) for _, r in planned)} runs to train in {len(planned)} lockstep groups")
     for name, runs in planned:

@@ -76,6 +76,16 @@ def blocks(replicas: int, width: int | None = None) -> int:
     return -(-replicas // width)
 
 
+def fill_lanes(runs: list, max_group: int | None = None) -> list:
+    """`runs` (of one lockstep key) split into groups that fill the kernel's lanes: full groups of
+    `max_group` (default max_group_default(); rounded down to a multiple of the lane width) and
+    one group of the rest, so that they take the fewest blocks there are, ceil(runs / lane width),
+    with at most one block in part. The runs keep their order."""
+    max_group = max_group or max_group_default()
+    size = max(lane_width(), max_group - max_group % lane_width())  # whole blocks (a --max-group of 18: 16)
+    return [runs[i:i + size] for i in range(0, len(runs), size)]
+
+
 # ----------------------------------------------------------------------------------------------
 # The plan
 
@@ -90,11 +100,9 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
 
     lockstep "variant": one group per variant (its seeds). "architecture": the runs whose configs
     share a lockstep key (lenet1998.engine.lockstep_key) train together (e.g. the 11 variants of
-    the paper's layer shapes), in groups that fill the kernel's lanes: full groups of `max_group`
-    (default max_group(); rounded down to a multiple of the lane width) and one group of the rest, so that the runs of one key take
-    the fewest blocks there are, ceil(runs / lane width), with at most one block in part. Runs
-    keep the order of `names` and of their seeds, so a variant's seeds stay together where a
-    group boundary allows. Each replica still follows its own config (tests/test_engine.py).
+    the paper's layer shapes), in groups that fill the kernel's lanes (`fill_lanes`). Runs keep
+    the order of `names` and of their seeds, so a variant's seeds stay together where a group
+    boundary allows. Each replica still follows its own config (tests/test_engine.py).
     Largest groups first, so that `--jobs 2` starts them at once.
     """
     from lenet1998.engine import handles, lockstep_key
@@ -110,13 +118,8 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
             planned.add(run)
             if root is None or not RunFolder(root, run).done:
                 key = (lockstep_key(run) if handles(run) else name) if lockstep == "architecture" else name
-                by_key.setdefault(key, {}).setdefault(name, []).append((name, run))
-    groups = []
-    max_group = max_group or max_group_default()
-    size = max(lane_width(), max_group - max_group % lane_width())  # whole blocks (a --max-group of 18: 16)
-    for variants in by_key.values():
-        runs = [run for variant_runs in variants.values() for run in variant_runs]
-        groups += [runs[i:i + size] for i in range(0, len(runs), size)]
+                by_key.setdefault(key, []).append((name, run))
+    groups = [group for runs in by_key.values() for group in fill_lanes(runs, max_group)]
     jobs = [(" + ".join(dict.fromkeys(label for label, _ in runs)), runs) for runs in groups]
     return sorted(jobs, key=lambda job: -group_cost(job[1]))
 
