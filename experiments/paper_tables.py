@@ -11,9 +11,9 @@ import pandas as pd
 
 from lenet1998.paper import FIG5, FIG9_LENET
 
-from .ablation_tables import collect_runs, process_hours
+from .ablation_tables import PAPER_UNCERTAINTY, collect_runs, process_hours
 from .figures import by_variant, curves
-from .stats import mean_interval
+from .stats import mean_interval, prediction_interval, tost
 from .tables import fmt, fmt_p
 
 
@@ -22,6 +22,14 @@ from .tables import fmt, fmt_p
 PAPER_TARGETS = {"paper": FIG9_LENET["LeNet-5"], "paper+distortions": FIG9_LENET["[dist] LeNet-5"],
                  "paper_fingerprint": FIG9_LENET["LeNet-5"],
                  "paper_fingerprint+distortions": FIG9_LENET["[dist] LeNet-5"]}
+
+
+def target_errors(runs: pd.DataFrame):
+    """(variant, the paper's value, its final test errors by seed) of every PAPER_TARGETS variant,
+    over the runs that ended ok."""
+    ok = runs[runs.status == "ok"] if len(runs) else runs
+    for name, target in PAPER_TARGETS.items():
+        yield name, target, ok[ok.variant == name].sort_values("seed").test_error if len(ok) else []
 
 
 def paper_gap_markdown(runs: pd.DataFrame) -> str:
@@ -34,9 +42,7 @@ def paper_gap_markdown(runs: pd.DataFrame) -> str:
              "| variant | paper | seeds | final test error % by seed (seed 0 first) | mean ± std | standard error | "
              "t 95% interval of the mean | seeds at or below the paper | p |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
-    ok = runs[runs.status == "ok"] if len(runs) else runs
-    for name, target in PAPER_TARGETS.items():
-        e = ok[ok.variant == name].sort_values("seed").test_error if len(ok) else []
+    for name, target, e in target_errors(runs):
         m = mean_interval(e, target)
         if m is None:
             continue
@@ -124,4 +130,24 @@ def paper_run_markdown(table: pd.DataFrame) -> str:
             [fmt(r.get(f"train_error_seed{s}")) for s in seeds] + [fmt(r["train_error_mean"]), fmt(r["paper_train_error"])] + \
             [f"{r['eps_min']:.1e} .. {r['eps_max']:.1e}" if "eps_min" in r else "–"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def single_run_markdown(runs: pd.DataFrame) -> str:
+    """Per PAPER_TARGETS variant: the paper's number as one draw against our seeds (its
+    percentile, a 95% prediction interval of one run), and the mean by TOST (margin: the paper's
+    own uncertainty) beside paper_gap_markdown's t-test (results/paper_gap.md)."""
+    lines = ["", "### The paper's number as one run, and the mean as an equivalence", "",
+             "The paper reports one number per network, most likely one run. *below*: share of our seeds at or "
+             "below it; *P(one run <= paper)*: under the t predictive distribution of one more seed; *95% prediction "
+             "interval*: where one more seed falls. *TOST p*: two one-sided t-tests of |mean - paper| < "
+             f"{PAPER_UNCERTAINTY} (p < 0.05: the mean is within the margin).", "",
+             "| variant | paper | seeds | below | P(one run <= paper) | 95% prediction interval of one run | mean | "
+             f"TOST p (±{PAPER_UNCERTAINTY}) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, target, e in target_errors(runs):
+        d = prediction_interval(e, target)
+        if d is None:
+            continue
+        lines.append(f"| {name} | {target} | {len(e)} | {d.below:.2f} | {d.predictive:.2f} | [{d.low:.2f}, {d.high:.2f}] "
+                     f"| {e.mean():.3f} | {tost(e, target, PAPER_UNCERTAINTY):.3f} |")
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ from .docs import fill_section, readme_section, repository_docs
 from .grid import GRID as GRID_BUDGET, QUICK
 from .paper_tables import (
     MACHINE_TIME_END, MACHINE_TIME_START, PAPER_GAP_END, PAPER_GAP_START, PAPER_TARGETS, machine_time_markdown,
-    machine_time_table, paper_csv, paper_gap_markdown, paper_run_markdown, paper_run_table,
+    machine_time_table, paper_csv, paper_gap_markdown, paper_run_markdown, paper_run_table, single_run_markdown,
 )
 from .report_figures import figures, save_figure
 
@@ -80,7 +80,7 @@ def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRI
     from .variants import VARIANTS as ALL
 
     gap_runs = collect_runs(out, seeds, epochs, train_size, variants={n: ALL[n] for n in PAPER_TARGETS})
-    paper_gap = paper_gap_markdown(gap_runs) + fingerprint.single_run_markdown(gap_runs, PAPER_TARGETS) + \
+    paper_gap = paper_gap_markdown(gap_runs) + single_run_markdown(gap_runs) + \
         fingerprint.lab2009_markdown(out)
     for name, title, text in [("machine_time.md", "The grid's machine time", machine_time),
                               ("paper_gap.md", "The paper gap", paper_gap)]:
