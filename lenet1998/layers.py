@@ -291,9 +291,10 @@ class RBFOutput(nn.Module):
 
     inputs = 84  # F6's units
 
-    def __init__(self):
+    def __init__(self, centres=None):
         super().__init__()
-        self.register_buffer("centres", load_bitmaps(), persistent=False)  # (10, 84): fixed, not in the state_dict
+        centres = load_bitmaps() if centres is None else centres  # (10, inputs): the Fig. 3 codes by default
+        self.register_buffer("centres", centres, persistent=False)  # fixed, not in the state_dict
 
     def forward(self, x):
         return ((x.unsqueeze(-2) - self.centres) ** 2).sum(-1)  # (..., inputs) -> (..., 10)
@@ -321,8 +322,7 @@ class TargetOutput(RBFOutput):
     inputs = 10
 
     def __init__(self):
-        nn.Module.__init__(self)
-        self.register_buffer("centres", 2 * torch.eye(10) - 1, persistent=False)  # (10, 10): +1 on the class, -1 elsewhere
+        super().__init__(2 * torch.eye(10) - 1)  # (10, 10): +1 on the class, -1 elsewhere
 
 
 class LinearOutput(FullyConnected):

@@ -111,7 +111,7 @@ def output_curvature(config, out, features=None, centres=None):
     approximation of it; what is dropped are the off-diagonal -p_i p_k, as Eq. (23) drops the
     cross terms between connections. tests/test_variants_grid.py checks both against autograd.
     """
-    if config.output in ("rbf", "targets"):
+    if config.loss in ("map", "mle"):  # the criteria on RBF penalties (the Fig. 3 codes, or the demo's +-1 targets)
         if OUTPUT_SEEDS[config.sdlm_output_seed] is None:
             return config.sdlm_output_curvature
         return map_output_curvature(out, features, centres, config.map_j)

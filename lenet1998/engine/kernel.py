@@ -5,9 +5,10 @@ lane each, with the replica index innermost in every array (x[c][i][j][k], w[o][
 last block padded with dummy lanes. The block width is the one this machine pays for: at the
 first build both widths are built (-DKP=8: 256-bit registers; -DKP=16: 512-bit, AVX-512F) and a
 short measurement of each picks the faster (`lane_width`; cached beside the builds, so it is
-measured once per machine, compiler and source; LENET1998_KERNEL_WIDTH=8 or 16 forces one). It is compiled at first use with the system C compiler
-into a cache folder ($LENET1998_CACHE, default ~/.cache/lenet1998; the file name carries a hash
-of source, flags and compiler, and is written atomically), and loaded with ctypes: no new
+measured once per machine, compiler and source; LENET1998_KERNEL_WIDTH=8 or 16 forces one).
+It is compiled at first use with the system C compiler into a cache folder ($LENET1998_CACHE,
+default ~/.cache/lenet1998; the file name carries a hash of source, flags and compiler, and is
+written atomically), and loaded with ctypes: no new
 Python dependency. `available()` is False (and `reason()` says why) without a compiler or when
 the build fails: callers then keep the torch engines.
 
@@ -111,10 +112,9 @@ def _build(extra=()) -> Path:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (cc, gcc, clang or $CC)")
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     errors = []
     for flags in (list(FLAGS) + list(extra), [f for f in FLAGS if f != "-march=native"] + list(extra)):
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), *flags, cc, version, _machine()]).encode()).hexdigest()[:16]
+        key = _source_key(*flags)
         folder = _cache_dir()
         target = folder / f"lenet1998_kernel_{key}.so"
         if target.exists():
@@ -187,11 +187,12 @@ def lane_width() -> int:
     return _width
 
 
-def _source_key() -> str:
-    """Source, compiler and machine: what the width measurement depends on."""
+def _source_key(*flags) -> str:
+    """A hash of the source, the flags, the compiler and its version, and the machine: what a build
+    (with its flags) and the width measurement (without) depend on."""
     cc = _compiler() or ""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout if cc else ""
-    return hashlib.sha256("\0".join([SOURCE.read_text(), cc, version, _machine()]).encode()).hexdigest()[:16]
+    return hashlib.sha256("\0".join([SOURCE.read_text(), *flags, cc, version, _machine()]).encode()).hexdigest()[:16]
 
 
 def measure_widths(replicas: int = 16, steps: int = 150) -> dict:
