@@ -519,6 +519,8 @@ def train(stages, rank, out, jobs, launcher, partition, timeout_min, cpus_per_ta
     from lenet1998.engine import lockstep_key
 
     out = Path(out)
+    if not pass1_file(out).is_file():  # the candidates come from it
+        raise click.UsageError(f"{pass1_file(out)} is missing: run `python -m experiments.fingerprint pass1 --out {out}` first")
     if launcher == "local":
         device = resolve_device(device)
     root = check_writable(out / "runs")

@@ -283,3 +283,11 @@ def test_the_first_hessian_sample_is_the_files_first_patterns(mnist):
     config = PAPER.replace(sdlm_samples=100, sdlm_sample="first", train_size=500)
     ts = TrainingPatterns(config, mnist)
     assert torch.equal(ts.hessian_sample(1), ts.images[:100]) and torch.equal(ts.hessian_sample(7), ts.images[:100])
+
+
+def test_train_without_the_pass1_file_says_so_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(fp.main, ["train", "--out", str(tmp_path / "results")])
+    assert result.exit_code == 2 and "pass1.csv is missing" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "results").exists()
