@@ -9,8 +9,14 @@ Cases, each on the same machine in the same run, one torch thread unless said:
       torch thread and on torch's default thread count (the faster is the reference); and the
       same loop over model.py's readable LeNet5, the reference trainer's network, beside it;
   (b) `fit` with K = 1, 3, 8, 16, 32, 64 replicas, each replica updated after every pattern,
-      with the eager, the compiled and (where it builds) the C kernel path;
-  (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop;
+      with the eager, the compiled and (where it builds) the C kernel path; the kernel at the
+      width each group takes (`kernel.width_for`) and at every width it builds, forced, so
+      that no group is slower than the 8-lane build in the same run; each kernel row with
+      its GFLOP/s (1.7 MFLOP per update) and its share of the core's FMA peak, measured
+      here (`kernel.fma_peak`);
+  (c) minibatch Adam (batch 64): `fit` against a DataLoader + ToTensor loop, one run alone
+      (the reference trainer) and K runs in lockstep (lenet1998/engine/minibatch.py: the
+      kernel's gradient sums, and vmap);
   (d) both cores: two processes side by side (what `ablate --jobs 2` does), each training
       its own K replicas with the fastest path; then both running the grid's largest
       lockstep group (6 variants of the paper's layer shapes x 3 seeds, each replica with its
@@ -25,7 +31,9 @@ cases (a)-(c) there too, recorded beside the CPU rows.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import re
 import time
 from pathlib import Path
@@ -38,14 +46,33 @@ from lenet1998.config import LeNetConfig
 from lenet1998.data import encode, load_mnist, resolve_data_dir
 from lenet1998.loss import map_loss
 from lenet1998.model import LeNet5
-from lenet1998.results import atomic_write_text, check_writable, cpu_model
-from lenet1998.engine import CHUNK, kernel_fits
+from lenet1998.results import atomic_write_text, check_writable, cpu_model, vector_extensions
+from lenet1998.engine import CHUNK, kernel, kernel_fits
 from lenet1998.engine.replicas import GroupNet
 from lenet1998.train import fit
 
 from .common import data_dir_option, one_line_errors
+from .variants import VARIANTS
 
 GRID_CASE = "2 processes side by side: fit, the grid's mixed group"
+FLOP_PER_PATTERN = 1.7e6  # forward + backward + update of one pattern on the paper's network (perf/NOTES.md)
+KERNEL_CASE = "fit, per-pattern SDLM, lockstep, kernel"
+MINIBATCH_CASE = "fit, Adam b=64, lockstep"
+
+
+@contextlib.contextmanager
+def kernel_width(width):
+    """The kernel's block width forced to `width` lanes (None: each group's own, width_for)."""
+    old = os.environ.get("LENET1998_KERNEL_WIDTH")
+    if width:
+        os.environ["LENET1998_KERNEL_WIDTH"] = str(width)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("LENET1998_KERNEL_WIDTH", None)
+        else:
+            os.environ["LENET1998_KERNEL_WIDTH"] = old
 
 
 def plain_per_pattern(data, patterns, device, ready=None, network="pinned"):
@@ -195,6 +222,8 @@ def plain_minibatch(data_dir, patterns, batch, device):
 def main(patterns, replica_counts, minibatch_patterns, side_counts, out, devices, render_only, data_dir):
     """Measure training throughput and write bench.csv / bench.md."""
     out = check_writable(out)
+    if "cuda" not in (devices or ["cpu"]) and not render_only:
+        kernel.available()  # build (and measure the widths) before any clock starts
     if render_only:
         path = Path(out) / "bench.csv"
         if not path.is_file():
@@ -212,12 +241,14 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, devices
     devices = list(devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     rows = []
 
-    def add(device, case, kind, replicas, n, seconds, processes=1):
-        """n patterns per replica in `seconds`; `replicas` per process."""
+    def add(device, case, kind, replicas, n, seconds, processes=1, width=None):
+        """n patterns per replica in `seconds`; `replicas` per process; width: the kernel's lanes per block."""
         total = n * replicas * processes / seconds
         rows.append({"device": device, "case": case, "kind": kind, "processes": processes, "replicas": replicas,
-                     "patterns_per_s_per_replica": n / seconds, "patterns_per_s_total": total})
-        click.echo(f"{device:4s} {case:38s} {processes}x K={replicas:3d}  {total:9.0f} patterns/s total")
+                     "patterns_per_s_per_replica": n / seconds, "patterns_per_s_total": total,
+                     "width": width, "gflops": total * FLOP_PER_PATTERN / 1e9 if width else None})
+        click.echo(f"{device:4s} {case:38s} {processes}x K={replicas:3d}  {total:9.0f} patterns/s total"
+                   + (f"  ({width} lanes)" if width else ""))
 
     default_threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -233,36 +264,58 @@ def main(patterns, replica_counts, minibatch_patterns, side_counts, out, devices
             max(plain_1, plain_default))
         add(device, "plain per-pattern loop over model.py's LeNet5 (F.conv2d)", "per_pattern", 1, patterns,
             plain_per_pattern(data, patterns, device, network="reference"))
-        kinds = ["eager", "compiled"] + (["kernel"] if device == "cpu" and fastest() == "kernel" else [])
-        for kind in kinds:
+        has_kernel = device == "cpu" and fastest() == "kernel"
+        for kind in ["eager", "compiled"] + (["kernel"] if has_kernel else []):
             for k in replica_counts:
                 add(device, f"fit, per-pattern SDLM, lockstep, {kind}", "per_pattern", k, patterns,
-                    engine(data, patterns, k, device, kind))
+                    engine(data, patterns, k, device, kind), width=kernel.width_for(k) if kind == "kernel" else None)
+        if has_kernel:
+            for width in kernel.WIDTHS:  # every build, forced: the chosen width must never lose to 8 lanes
+                for k in replica_counts:
+                    with kernel_width(width):
+                        seconds = engine(data, patterns, k, device, "kernel")
+                    add(device, f"{KERNEL_CASE}, {width}-lane blocks forced", "per_pattern", k, patterns, seconds,
+                        width=width)
         mb = minibatch_patterns
+        modern = dict(VARIANTS["modern"].changes)
         add(device, "plain DataLoader+ToTensor, Adam b=64 (reference)", "minibatch", 1, mb,
             plain_minibatch(data_dir, mb, 64, device))
-        for k in (1,):  # Adam runs train one after the other (the reference trainer): no lockstep K
-            add(device, "fit, Adam b=64, in-memory tensors", "minibatch", k, mb,
-                engine(data, mb, k, device, optimizer="adam", output="linear", loss="cross_entropy", batch_size=64))
+        add(device, "fit, Adam b=64, in-memory tensors (the reference trainer)", "minibatch", 1, mb,
+            engine(data, mb, 1, device, **modern))
+        for path_kind, engine_kind in (("kernel", "kernel"), ("vmap", "eager")):
+            if path_kind == "kernel" and not has_kernel:
+                continue
+            for k in (3, 6, 9):
+                add(device, f"{MINIBATCH_CASE} ({path_kind})", "minibatch", k, mb,
+                    engine(data, mb, k, device, engine_kind, **modern),
+                    width=kernel.width_for(k) if path_kind == "kernel" else None)
     if "cpu" not in devices:
         return write(table_of(rows), out, patterns)
     # (d) both cores, two processes of one torch thread each; `fit` times after a warm-up chunk
     side_patterns = patterns + CHUNK
+    peak = max(kernel.fma_peak(w) for w in kernel.WIDTHS) if fastest() == "kernel" else None
     total, seconds = side_by_side("plain", data_dir, patterns, 1)
     add("cpu", "2 processes side by side: plain loops", "per_pattern", 1, total / 2, seconds, processes=2)
     for k in side_counts:
         total, seconds = side_by_side("fit", data_dir, side_patterns, k)
-        add("cpu", f"2 processes side by side: fit, {fastest()}", "per_pattern", k, total / (2 * k), seconds, processes=2)
+        add("cpu", f"2 processes side by side: fit, {fastest()}", "per_pattern", k, total / (2 * k), seconds, processes=2,
+            width=kernel.width_for(k) if fastest() == "kernel" else None)
     name, group = grid_group()
     total, seconds = side_by_side("grid", data_dir, side_patterns, len(group))
-    add("cpu", f"{GRID_CASE}: {name}", "per_pattern", len(group), total / (2 * len(group)), seconds, processes=2)
-    write(table_of(rows), out, patterns)
+    add("cpu", f"{GRID_CASE}: {name}", "per_pattern", len(group), total / (2 * len(group)), seconds, processes=2,
+        width=kernel.width_for(len(group)) if fastest() == "kernel" else None)
+    write(table_of(rows, peak), out, patterns)
 
 
-def table_of(rows) -> pd.DataFrame:
+def table_of(rows, peak=None) -> pd.DataFrame:
+    """The rows with each one's ratio to the reference of its kind, and (peak: one core's FMA
+    GFLOP/s, measured here) each kernel row's share of the peak of the cores it ran on."""
     table = pd.DataFrame(rows)
     reference = table[table.case.str.endswith("(reference)")].set_index(["device", "kind"]).patterns_per_s_total
     table["ratio_to_reference"] = [r.patterns_per_s_total / reference[(r.device, r.kind)] for r in table.itertuples()]
+    table["peak_gflops_per_core"] = peak
+    if "gflops" in table and peak:
+        table["share_of_peak"] = table.gflops / (peak * table.processes)
     return table
 
 
@@ -272,6 +325,24 @@ def write(table, out, patterns):
     click.echo(f"wrote {Path(out) / 'bench.csv'} and {Path(out) / 'bench.md'}")
 
 
+def width_check(table) -> list:
+    """Lines comparing each K's kernel row (the width it takes) with the 8-lane build forced, in
+    the same run: the chosen width must not be slower (5% is the run-to-run noise of one case)."""
+    if "width" not in table:
+        return []
+    chosen = table[table.case == KERNEL_CASE].set_index("replicas").patterns_per_s_total
+    eight = table[table.case == f"{KERNEL_CASE}, 8-lane blocks forced"].set_index("replicas").patterns_per_s_total
+    common = [k for k in chosen.index if k in eight.index]
+    if not common:
+        return []
+    ratios = {k: chosen[k] / eight[k] for k in common}
+    slower = [k for k, v in ratios.items() if v < 0.95]
+    verdict = ("no kernel group is slower than the 8-lane build" if not slower else
+               f"K = {', '.join(map(str, slower))} ran more than 5% slower than the 8-lane build")
+    return ["", "Width check (same run): the kernel at each group's width against the 8-lane build forced, "
+            + ", ".join(f"K = {k}: {v:.2f}x" for k, v in ratios.items()) + f"; {verdict}."]
+
+
 def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False):
     """Hours of `ablate --all --jobs 2` (3 seeds, 20 passes) on `device`: ablate's own plan of
     lockstep groups, each group's time from the measured throughput of a process at its size,
@@ -279,15 +350,17 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
 
     Rates per process: groups of mixed variants from the grid's mixed-group row; other per-pattern
     groups from the side-by-side row of the nearest K (else one process alone, at K=3);
-    minibatch groups from the single-process Adam row (K=1: a minibatch group trains its runs one after
-    the other). Returns (hours, groups, variants, engine kind)."""
+    minibatch groups from the single-process lockstep Adam row of the nearest K (the reference
+    trainer's row where there is none). Returns (hours, groups, variants, engine kind)."""
     from .grid import GRID as GRID_BUDGET, plan, schedule
     from .variants import GRID as VARIANTS
 
     cpu = table[table.device == device]
     kind = "kernel" if (cpu.case == "fit, per-pattern SDLM, lockstep, kernel").any() else "compiled"
     alone = cpu[cpu.case == f"fit, per-pattern SDLM, lockstep, {kind}"].set_index("replicas").patterns_per_s_total
-    minibatch = cpu[cpu.case.str.startswith("fit, Adam")].set_index("replicas").patterns_per_s_total
+    minibatch = cpu[cpu.case.str.startswith(MINIBATCH_CASE)]
+    minibatch = (minibatch[minibatch.case == minibatch.case.iloc[0]] if len(minibatch)  # the fastest path measured first
+                 else cpu[cpu.case.str.startswith("fit, Adam")]).set_index("replicas").patterns_per_s_total
     side = cpu[cpu.case == f"2 processes side by side: fit, {kind}"].set_index("replicas").patterns_per_s_total / 2
     mixed = cpu[cpu.case.str.startswith(GRID_CASE)]
     names = [v.name for v in VARIANTS.values() if v.core or not core_only]
@@ -296,7 +369,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     for name, runs in groups:
         k = len(runs)
         if runs[0][1].batch_size > 1:
-            rate = minibatch[1]
+            rate = minibatch[min(minibatch.index, key=lambda m: abs(m - k))]
         elif len({label for label, _ in runs}) > 1 and len(mixed):  # a mixed group, like the measured one
             rate = mixed.patterns_per_s_total.iloc[-1] / 2
         elif len(side):
@@ -308,8 +381,9 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
 
 
 def this_machine():
-    """The line that says where a table was measured: CPU, cores, torch."""
-    return f"{cpu_model()}, {multiprocessing.cpu_count()} cores, torch {torch.__version__}"
+    """The line that says where a table was measured: CPU, its vector extensions, cores, torch."""
+    return (f"{cpu_model()} ({vector_extensions() or 'vector extensions unknown'}), {multiprocessing.cpu_count()} "
+            f"cores, torch {torch.__version__}")
 
 
 def render(table, patterns, machine=None):
@@ -320,13 +394,25 @@ def render(table, patterns, machine=None):
         f"{machine or this_machine()}, one torch thread per "
         "process unless the case says otherwise. Patterns per second; ratio = total throughput / the reference "
         "(the faster single-process plain loop) of the same kind on the same device.", "",
-        "K: replicas per process (processes x replicas where two run side by side).", "",
-        "| device | case | K | per replica | total | ratio |", "|---|---|---:|---:|---:|---:|",
+        "K: replicas per process (processes x replicas where two run side by side). Lanes: the C kernel's "
+        "SIMD lanes per block (8: 256-bit registers, 16: 512-bit), the width each group takes "
+        "(`kernel.width_for`) unless the case forces one.",
     ]
+    peak = table.peak_gflops_per_core.dropna() if "peak_gflops_per_core" in table else []
+    if len(peak):
+        lines += ["", f"GFLOP/s at {FLOP_PER_PATTERN / 1e6:.1f} MFLOP per pattern-update; share of peak: of "
+                  f"{peak.iloc[0]:.0f} GFLOP/s per core, the fused multiply-adds one core sustains here with no memory "
+                  "traffic (`kernel.fma_peak`, measured in the same run), times the processes of the row."]
+    lines += ["", "| device | case | K | lanes | per replica | total | ratio | GFLOP/s | share of peak |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table.itertuples():
         k = f"{r.processes}x{r.replicas}" if r.processes > 1 else f"{r.replicas}"
-        lines.append(f"| {r.device} | {r.case} | {k} | {r.patterns_per_s_per_replica:.0f} | "
-                     f"{r.patterns_per_s_total:.0f} | {r.ratio_to_reference:.2f}x |")
+        width = getattr(r, "width", None)
+        gflops, share = getattr(r, "gflops", None), getattr(r, "share_of_peak", None)
+        lines.append(f"| {r.device} | {r.case} | {k} | {'' if pd.isna(width) else int(width)} | "
+                     f"{r.patterns_per_s_per_replica:.0f} | {r.patterns_per_s_total:.0f} | {r.ratio_to_reference:.2f}x | "
+                     f"{'' if pd.isna(gflops) else f'{gflops:.1f}'} | {'' if pd.isna(share) else f'{share:.0%}'} |")
+    lines += width_check(table)
     side = table[table.case.str.startswith("2 processes")].set_index("case")
     if len(side):
         plain2 = side.loc["2 processes side by side: plain loops", "patterns_per_s_total"]
@@ -341,11 +427,11 @@ def render(table, patterns, machine=None):
         lines += ["", f"Estimated wall time of `python -m experiments.ablate --all` ({n} variants x 3 seeds x 20 "
                   f"passes, {kind} engine, `--jobs 2`): **{hours:.1f} h** on this machine, in {groups} lockstep "
                   f"groups (`--lockstep architecture`, the default: the variants that share the paper's layer "
-                  f"shapes train together, in groups of at most 18); {variant_hours:.1f} h with one group per variant "
+                  f"shapes train together, in groups that fill the kernel's lanes); {variant_hours:.1f} h with one group per variant "
                   f"(`--lockstep variant`, {variant_groups} groups); the {n_core} core variants alone (`paper`, one "
                   f"switch per paper piece, `modern`): {core_hours:.1f} h. Each group's time comes from the measured "
                   "throughput of one of two processes side by side (the mixed-group row for groups of mixed "
-                  "variants; the nearest K otherwise; Adam: the single-process minibatch row, its runs one after the other), and the "
+                  "variants; the nearest K otherwise; Adam: the single-process lockstep minibatch row of the nearest K), and the "
                   "groups are scheduled on two workers as `ablate` does; h_kk estimates, evaluation and compiling "
                   "are not counted, and distortions only in the mixed-group row."]
     except Exception as e:  # the estimate is a convenience; the table stands alone

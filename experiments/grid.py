@@ -105,7 +105,7 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
     boundary allows. Each replica still follows its own config (tests/test_engine.py).
     Largest groups first, so that `--jobs 2` starts them at once.
     """
-    from lenet1998.engine import handles, lockstep_key
+    from lenet1998.engine import handles, lockstep_key, minibatch
 
     seeds = budget.seeds if seeds is None else seeds
     by_key, planned = {}, set()
@@ -117,7 +117,8 @@ def plan(names, budget: Budget, root: Path | None = None, seeds=None, lockstep: 
                 continue
             planned.add(run)
             if root is None or not RunFolder(root, run).done:
-                key = (lockstep_key(run) if handles(run) else name) if lockstep == "architecture" else name
+                stackable = handles(run) or minibatch.groupable(run)  # per-pattern, or Adam (engine/minibatch.py)
+                key = (lockstep_key(run) if stackable else name) if lockstep == "architecture" else name
                 by_key.setdefault(key, []).append((name, run))
     groups = [group for runs in by_key.values() for group in fill_lanes(runs, max_group)]
     jobs = [(" + ".join(dict.fromkeys(label for label, _ in runs)), runs) for runs in groups]
@@ -165,7 +166,7 @@ def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_pr
                 engine: str = "auto", on_start=None, stale_after: float = LOCK_STALE_S) -> list:
     """Train runs [(label, config with its seed), ...] into their run folders under `root`: the
     per-pattern runs as one lockstep group (lenet1998/engine/: they must share a lockstep key),
-    the seeds of one minibatch config stacked in one process (lenet1998/engine/minibatch.py), other
+    Adam runs of one lockstep key stacked in one process (lenet1998/engine/minibatch.py), other
     minibatch runs one after the other. Returns the run folders, one per run.
 
     Each run is trained only by the process that holds its lock (lenet1998.results.RunLock): a
@@ -180,7 +181,7 @@ def train_group(runs, root: Path, data, device: str = "cpu", on_pass=None, on_pr
     if all(handles(c) for _, c in runs):
         check_group([c for _, c in runs])  # one group, or a clear error before anything is written
         batches = [list(range(len(runs)))]
-    elif minibatch.handles([c for _, c in runs]):  # seeds of one minibatch config: stacked in one process
+    elif minibatch.handles([c for _, c in runs], device=device, engine=engine):  # Adam runs: stacked in one process
         batches = [list(range(len(runs)))]
     else:
         batches = [[i] for i in range(len(runs))]

@@ -99,6 +99,20 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def vector_extensions() -> str:
+    """The CPU's SIMD extensions that set the kernel's speed (from /proc/cpuinfo's flags), e.g.
+    "AVX2, FMA, AVX-512F/VL/BW/DQ"; "" where unknown."""
+    try:
+        flags = next((l.split(":", 1)[1].split() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                      if l.startswith(("flags", "Features"))), [])
+    except OSError:
+        return ""
+    found = [name for flag, name in (("avx2", "AVX2"), ("fma", "FMA"), ("neon", "NEON"), ("asimd", "ASIMD"))
+             if flag in flags]
+    wide = [f.removeprefix("avx512") for f in ("avx512f", "avx512vl", "avx512bw", "avx512dq") if f in flags]
+    return ", ".join(found + ([f"AVX-512{'/'.join(w.upper() for w in wide)}"] if wide else []))
+
+
 def environment(device: str) -> dict:
     import numpy
     import torchvision
@@ -107,7 +121,7 @@ def environment(device: str) -> dict:
         **git_state(),
         "python": sys.version.split()[0], "torch": torch.__version__,
         "torchvision": torchvision.__version__, "numpy": numpy.__version__,
-        "device": device, "cpu": cpu_model(), "threads": torch.get_num_threads(),
+        "device": device, "cpu": cpu_model(), "vector_extensions": vector_extensions(), "threads": torch.get_num_threads(),
         "platform": platform.platform(),
     }
 

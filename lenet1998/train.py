@@ -8,9 +8,9 @@ and test error after each pass.
 
 `fit` takes one config per run. Runs trained one pattern at a time (SDLM, SGD) go to the
 lockstep engine (lenet1998/engine/), which trains many at once and is tested against the
-reference trainer; seeds of one minibatch config (Adam) train stacked in one process
-(lenet1998/engine/minibatch.py, tested against the reference too); other minibatch runs train
-with the reference trainer
+reference trainer; Adam runs that share their layer shapes and budget train stacked in one
+process (lenet1998/engine/minibatch.py, tested against the reference too); other minibatch
+runs train with the reference trainer
 (lenet1998/reference.py), which is also where a reader finds the algorithm written out.
 """
 
@@ -32,8 +32,10 @@ def fit(configs, data, device="cpu", start=None, on_pass=None, on_progress=None,
     config (or None). on_pass(pass_number, results, rule_states) after every pass of a group
     (rule_states: each run's step-rule state, for its resume point); on_progress(done, total)
     during a pass. engine: how per-pattern runs step ("auto": the compiled kernel where it
-    builds and fits the group, else torch.compile; see lenet1998/engine/); minibatch runs
-    always use the reference trainer.
+    builds and fits the group, else torch.compile; see lenet1998/engine/); Adam runs of one
+    lockstep key train stacked (lenet1998/engine/minibatch.py: "auto" and "kernel" take the
+    kernel's gradient sums where it covers them, else vmap), other minibatch runs use the
+    reference trainer.
     """
     configs = [configs] if isinstance(configs, LeNetConfig) else list(configs)
     starts = list(start) if start is not None else [None] * len(configs)
@@ -41,8 +43,8 @@ def fit(configs, data, device="cpu", start=None, on_pass=None, on_progress=None,
         raise ValueError(f"engine={engine!r} is not valid; choose one of {list(ENGINES)}")
     if all(lockstep.handles(c) for c in configs):
         return lockstep.train_group(configs, data, device, starts, on_pass, on_progress, engine)
-    if minibatch.handles(configs, starts):  # seeds of one minibatch config: stacked, in one process
-        return minibatch.train_group(configs, data, device, on_pass, on_progress)
+    if minibatch.handles(configs, starts, device, engine):  # Adam runs of one lockstep key: stacked, in one process
+        return minibatch.train_group(configs, data, device, on_pass, on_progress, engine)
     results = []
     for config, point in zip(configs, starts):  # minibatch and Adam runs: one at a time
         def one(pass_number, result, rule_state):

@@ -16,7 +16,8 @@ import torch
 from experiments.variants import VARIANTS as GRID_VARIANTS
 from lenet1998.config import LeNetConfig
 from lenet1998.data import encode
-from lenet1998.engine.replicas import TorchGroup, stack
+from lenet1998.engine.replicas import TorchGroup, stack, stacked_name
+from lenet1998.loss import LOSSES
 from lenet1998.model import LeNet5
 from lenet1998.sdlm import SDLM
 from lenet1998.engine import kernel
@@ -176,18 +177,31 @@ def test_one_step_at_every_lane_width(mnist, width, K):
 def test_the_lane_width_is_measured_once_and_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("LENET1998_CACHE", str(tmp_path))
     monkeypatch.delenv("LENET1998_KERNEL_WIDTH", raising=False)
-    monkeypatch.setattr(kernel, "_width", None)
+    monkeypatch.setattr(kernel, "_measured", None)
     calls = []
     monkeypatch.setattr(kernel, "measure_widths", lambda: calls.append(1) or {8: 1000.0, 16: 1500.0})
     assert kernel.lane_width() == 16 and calls == [1]
-    monkeypatch.setattr(kernel, "_width", None)  # a new process: the cache answers, no measurement
+    monkeypatch.setattr(kernel, "_measured", None)  # a new process: the cache answers, no measurement
     assert kernel.lane_width() == 16 and calls == [1]
     assert len(list(tmp_path.glob("lenet1998_kernel_width_*.json"))) == 1
     monkeypatch.setenv("LENET1998_KERNEL_WIDTH", "8")
-    assert kernel.lane_width() == 8
+    assert kernel.lane_width() == 8 and kernel.width_for(16) == 8
     monkeypatch.setenv("LENET1998_KERNEL_WIDTH", "12")
     with pytest.raises(ValueError, match="LENET1998_KERNEL_WIDTH"):
         kernel.lane_width()
+
+
+def test_each_group_takes_the_width_that_steps_its_replicas_fastest(monkeypatch):
+    """Seconds per step = blocks x lanes / updates per second: a near tie at full blocks (Zen 4
+    runs 512-bit operations on 256-bit units) leaves a group of 3 in one 8-lane block."""
+    monkeypatch.delenv("LENET1998_KERNEL_WIDTH", raising=False)
+    monkeypatch.setattr(kernel, "_measured", {8: 27_655.0, 16: 28_406.0})  # measured on an AVX-512 EPYC
+    assert kernel.lane_width() == 16
+    assert [kernel.width_for(K) for K in (1, 3, 8, 9, 16, 17, 24, 32, 33)] == [8, 8, 8, 16, 16, 8, 8, 16, 8]
+    monkeypatch.setattr(kernel, "_measured", {8: 20_000.0, 16: 45_000.0})  # two 512-bit FMA units
+    assert [kernel.width_for(K) for K in (3, 9, 17)] == [16, 16, 16]
+    monkeypatch.setattr(kernel, "_measured", {8: 20_000.0})  # no 16-lane build here
+    assert kernel.width_for(16) == 8
 
 
 def test_the_measurement_times_every_width_that_builds():
@@ -356,3 +370,34 @@ def test_bad_shapes_and_labels_are_refused():
         group.steps(x[None], torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="C1.weight"):
         group.load({name: torch.zeros(1, *shape) for name, shape in kernel.STACKED_SHAPES.items()})
+
+
+@pytest.mark.parametrize("width", kernel.WIDTHS)
+@pytest.mark.parametrize("kind", list(GROUPS))
+def test_accumulating_sums_each_replicas_own_gradients_and_moves_nothing(mnist, kind, width):
+    """accumulate(): a minibatch's summed gradient at fixed weights (engine/minibatch.py's Adam
+    path), equal to the autograd gradient of each replica's summed loss, absent C3 connections 0."""
+    K, n = 11, 7  # one full block and a partial one at 8 lanes
+    configs = GROUPS[kind](K)
+    nets, _, group = groups(configs, mnist, width=width)
+    before = group.export()
+    group.accumulate()
+    x, y = patterns(mnist, K, n, configs=configs)
+    group.steps(x, y)
+    sums = group.gradient_sums()
+    for name, t in group.export().items():
+        assert torch.equal(t, before[name]), f"{name} moved while accumulating"
+    for k, (net, c) in enumerate(zip(nets, configs)):
+        loss = LOSSES[c.loss](net(x[:, k].unsqueeze(1)), y[:, k], c.map_j).sum()
+        grads = dict(zip([stacked_name(p) for p, _ in net.named_parameters()],
+                         torch.autograd.grad(loss, list(net.parameters()))))
+        for name, g in grads.items():
+            if name == "C3.weight":
+                g = g * group.c3_masks[k][:, :, None, None]
+            assert_rel_close(sums[name][k], g, 2e-5, f"{name} replica {k}")
+    group.steps(x[:1], y[:1])  # restarted from zero: one pattern's gradient only
+    one = group.gradient_sums()
+    assert one["C1.bias"].abs().sum() < sums["C1.bias"].abs().sum()
+    group.accumulate(False)
+    group.steps(x[:1], y[:1])
+    assert not torch.equal(group.export()["C1.weight"], before["C1.weight"])  # updating again

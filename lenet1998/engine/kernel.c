@@ -74,6 +74,7 @@ typedef struct {
     int K;
     int pool, out;                          /* POOL_*, OUT_*: shared by the group */
     float *p[NPARAM], *e[NPARAM];          /* parameters and their steps, (N, KP) */
+    float *sum[NPARAM];                     /* gradient sums (lk_accumulate), NULL: the step updates */
     float *A, *S, *AS, *relu, *scale, *mapw; /* per lane */
     float j;
     int nrelu;                              /* lanes (dummies included) with relu */
@@ -98,7 +99,7 @@ int lk_psize(int id) { return (id >= 0 && id < NPARAM) ? PSIZE[id] : -1; }
 
 static void blk_free(lk_t *h) {
     if (!h) return;
-    for (int i = 0; i < NPARAM; i++) { free(h->p[i]); free(h->e[i]); }
+    for (int i = 0; i < NPARAM; i++) { free(h->p[i]); free(h->e[i]); free(h->sum[i]); }
     float *bufs[] = {h->A, h->S, h->AS, h->relu, h->scale, h->mapw, h->mask3, h->x0, h->x1, h->d1,
                      h->s2, h->x2, h->d2, h->x3, h->d3, h->s4, h->x4, h->d4, h->x5, h->d5, h->x6,
                      h->d6, h->pen, h->g1, h->g2, h->g3, h->g4, h->g5, h->g6, h->gw};
@@ -155,16 +156,20 @@ static lk_t *blk_create(int K, const float *A, const float *S, const float *relu
     return h;
 }
 
-/* stacked (K, N) <-> internal (N, KP); which: 0 parameters, 1 steps */
+/* stacked (K, N) <-> internal (N, KP); which: 0 parameters, 1 steps, 2 gradient sums */
+static float *blk_array(const lk_t *h, int which, int id) {
+    return which == 0 ? h->p[id] : which == 1 ? h->e[id] : h->sum[id];
+}
+
 static void blk_load(lk_t *h, int which, int id, const float *src) {
-    float *dst = which ? h->e[id] : h->p[id];
+    float *dst = blk_array(h, which, id);
     int N = PSIZE[id];
     for (int n = 0; n < N; n++)
         for (int k = 0; k < KP; k++) dst[n * KP + k] = k < h->K ? src[(size_t)k * N + n] : 0.0f;
 }
 
 static void blk_export(const lk_t *h, int which, int id, float *dst) {
-    const float *src = which ? h->e[id] : h->p[id];
+    const float *src = blk_array(h, which, id);
     int N = PSIZE[id];
     for (int k = 0; k < h->K; k++)
         for (int n = 0; n < N; n++) dst[(size_t)k * N + n] = src[n * KP + k];
@@ -353,17 +358,34 @@ static void full_fwd(const float *restrict x, int n_in, const float *restrict w,
 }
 
 /* fully connected backward fused with the update, four outputs at a time:
- * gx[i] = sum_o w[o][i] g[o] (old w), w[o][i] -= eps * (g[o] x[i]), b[o] -= eps_b g[o] */
+ * gx[i] = sum_o w[o][i] g[o] (old w), w[o][i] -= eps * (g[o] x[i]), b[o] -= eps_b g[o];
+ * with gradient sums sw, sb (accumulating): sw[o][i] += g[o] x[i], sb[o] += g[o], w and b kept */
 static void full_bwd_update(const float *restrict x, int n_in, float *restrict w, const float *restrict ew,
                             float *restrict b, const float *restrict eb, const float *restrict g,
-                            int n_out, float *restrict gx) {
+                            int n_out, float *restrict gx, float *restrict sw, float *restrict sb) {
     memset(gx, 0, sizeof(float) * n_in * KP);
     for (int o = 0; o < n_out; o += 4) {
         v8 gt[4];
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             gt[t] = LD(g + (o + t) * KP);
-            ST(b + (o + t) * KP, LD(b + (o + t) * KP) - LD(eb + (o + t) * KP) * gt[t]);
+            if (sb) ST(sb + (o + t) * KP, LD(sb + (o + t) * KP) + gt[t]);
+            else ST(b + (o + t) * KP, LD(b + (o + t) * KP) - LD(eb + (o + t) * KP) * gt[t]);
+        }
+        if (sw) {  /* accumulating: the same sweep, the weights only read */
+            const float *restrict wo = w + (size_t)o * n_in * KP;
+            float *restrict so = sw + (size_t)o * n_in * KP;
+            for (int i = 0; i < n_in; i++) {
+                v8 xv = LD(x + i * KP), gxv = LD(gx + i * KP);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) {
+                    size_t n = ((size_t)t * n_in + i) * KP;
+                    gxv += LD(wo + n) * gt[t];
+                    ST(so + n, LD(so + n) + gt[t] * xv);
+                }
+                ST(gx + i * KP, gxv);
+            }
+            continue;
         }
         float *restrict wo = w + (size_t)o * n_in * KP;
         const float *restrict eo = ew + (size_t)o * n_in * KP;
@@ -405,7 +427,8 @@ static void subsample_fwd(const lk_t *h, const float *restrict x, int maps, int 
 static void subsample_bwd_update(const lk_t *h, const float *restrict ga, const float *restrict s, int maps,
                                  int G, float *restrict coef, const float *restrict ec,
                                  float *restrict bias, const float *restrict eb, const float *restrict d,
-                                 float *restrict gx, int gW, int gmap) {
+                                 float *restrict gx, int gW, int gmap, float *restrict sc_sum,
+                                 float *restrict sb_sum) {
     int H = 2 * G;
     v8 sc = LD(h->scale);
     for (int m = 0; m < maps; m++) {
@@ -424,6 +447,11 @@ static void subsample_bwd_update(const lk_t *h, const float *restrict ga, const 
                 ST(x00 + gW * KP, v * LD(d00 + H * KP));
                 ST(x00 + gW * KP + KP, v * LD(d00 + H * KP + KP));
             }
+        if (sc_sum) {  /* accumulating */
+            ST(sc_sum + m * KP, LD(sc_sum + m * KP) + gc * sc);
+            ST(sb_sum + m * KP, LD(sb_sum + m * KP) + gb);
+            continue;
+        }
         ST(coef + m * KP, LD(coef + m * KP) - LD(ec + m * KP) * (gc * sc));
         ST(bias + m * KP, LD(bias + m * KP) - LD(eb + m * KP) * gb);
     }
@@ -553,8 +581,11 @@ static void forward(lk_t *h) {
     TICK(6);
 }
 
+/* Backward and the update; accumulating (h->sum set, lk_accumulate), the gradient of each
+ * parameter is added to its sum instead, and the parameters stay as they are. */
 static void backward_update(lk_t *h, const int64_t *y, float *loss) {
-    float *const *P = h->p, *const *E = h->e;
+    float *const *P = h->p, *const *E = h->e, *const *G = h->sum;
+    const int acc = G[0] != NULL;
     int K = h->K;
     TSTART;
     float gy[10][KP] __attribute__((aligned(32)));
@@ -580,9 +611,11 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
             for (int jj = 0; jj < 84; jj++) {
                 v8 wv = LD(w + jj * KP);
                 ST(h->g6 + jj * KP, LD(h->g6 + jj * KP) + wv * g);
-                ST(w + jj * KP, wv - LD(e + jj * KP) * (g * LD(h->x6 + jj * KP)));
+                if (acc) ST(G[OUTW] + (i * 84 + jj) * KP, LD(G[OUTW] + (i * 84 + jj) * KP) + g * LD(h->x6 + jj * KP));
+                else ST(w + jj * KP, wv - LD(e + jj * KP) * (g * LD(h->x6 + jj * KP)));
             }
-            ST(P[OUTB] + i * KP, LD(P[OUTB] + i * KP) - LD(E[OUTB] + i * KP) * g);
+            if (acc) ST(G[OUTB] + i * KP, LD(G[OUTB] + i * KP) + g);
+            else ST(P[OUTB] + i * KP, LD(P[OUTB] + i * KP) - LD(E[OUTB] + i * KP) * g);
         }
         for (int jj = 0; jj < 84; jj++) ST(h->g6 + jj * KP, LD(h->g6 + jj * KP) * LD(h->d6 + jj * KP));
     } else {
@@ -607,17 +640,17 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
     }
     TICK(7);
     /* F6, C5: backward fused with the update */
-    full_bwd_update(h->x5, 120, P[F6W], E[F6W], P[F6B], E[F6B], h->g6, 84, h->g5);
+    full_bwd_update(h->x5, 120, P[F6W], E[F6W], P[F6B], E[F6B], h->g6, 84, h->g5, G[F6W], G[F6B]);
     for (int n = 0; n < 120; n++) ST(h->g5 + n * KP, LD(h->g5 + n * KP) * LD(h->d5 + n * KP));
     TICK(8);
-    full_bwd_update(h->x4, 400, P[C5W], E[C5W], P[C5B], E[C5B], h->g5, 120, h->g4);
+    full_bwd_update(h->x4, 400, P[C5W], E[C5W], P[C5B], E[C5B], h->g5, 120, h->g4, G[C5W], G[C5B]);
     if (h->pool == POOL_TRAINABLE)  /* a pooling has no squashing after it */
         for (int n = 0; n < 400; n++) ST(h->g4 + n * KP, LD(h->g4 + n * KP) * LD(h->d4 + n * KP));
     TICK(9);
     /* S4: the gradient at C3's pre-activation, into the interior of 18x18 zero-padded maps */
     if (h->pool == POOL_TRAINABLE)
         subsample_bwd_update(h, h->g4, h->s4, 16, 5, P[S4C], E[S4C], P[S4B], E[S4B], h->d3,
-                             h->g3 + (4 * 18 + 4) * KP, 18, 324);
+                             h->g3 + (4 * 18 + 4) * KP, 18, 324, G[S4C], G[S4B]);
     else
         pool_bwd(h, h->g4, h->s4, 16, 5, h->d3, h->g3 + (4 * 18 + 4) * KP, 18, 324);
     TICK(10);
@@ -634,13 +667,20 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
             v8 mk = LD(h->mask3 + (o * 6 + c) * KP);
             conv5(gp, 18, w, h->g2 + c * 196 * KP, 14, 14, J_C3X, 1, 1, 4, 14, 4, 14);
             wgrad5(h->x2 + c * 196 * KP, 14, g, 18, 10, 10, J_C3W, h->gw, t == 0 ? h->gw + 25 * KP : NULL);
+            v8i keep = mk != 0.0f;  /* -1 where connected */
+            if (acc) {  /* an absent connection's sum stays 0 */
+                float *restrict sw = G[C3W] + (o * 6 + c) * 25 * KP;
+                for (int n = 0; n < 25; n++) ST(sw + n * KP, LD(sw + n * KP) + sel(keep, LD(h->gw + n * KP), (v8){0}));
+                continue;
+            }
             for (int n = 0; n < 25; n++) {
                 v8 old = LD(w + n * KP), nw = old - LD(e + n * KP) * LD(h->gw + n * KP);
-                v8i keep = mk != 0.0f;  /* -1 where connected */
                 ST(w + n * KP, (v8)(((v8i)nw & keep) | ((v8i)old & ~keep)));
             }
         }
-        if (h->ncon[o]) {
+        if (h->ncon[o] && acc) {
+            ST(G[C3B] + o * KP, LD(G[C3B] + o * KP) + LD(h->gw + 25 * KP));
+        } else if (h->ncon[o]) {
             float *b = P[C3B] + o * KP;
             ST(b, LD(b) - LD(E[C3B] + o * KP) * LD(h->gw + 25 * KP));
         }
@@ -650,13 +690,21 @@ static void backward_update(lk_t *h, const int64_t *y, float *loss) {
     TICK(11);
     /* S2 */
     if (h->pool == POOL_TRAINABLE)
-        subsample_bwd_update(h, h->g2, h->s2, 6, 14, P[S2C], E[S2C], P[S2B], E[S2B], h->d1, h->g1, 28, 784);
+        subsample_bwd_update(h, h->g2, h->s2, 6, 14, P[S2C], E[S2C], P[S2B], E[S2B], h->d1, h->g1, 28, 784,
+                             G[S2C], G[S2B]);
     else
         pool_bwd(h, h->g2, h->s2, 6, 14, h->d1, h->g1, 28, 784);
     TICK(12);
     /* C1: weights and bias only */
     for (int o = 0; o < 6; o++) {
         wgrad5(h->x0, 32, h->g1 + o * 784 * KP, 28, 28, 28, J_C1W, h->gw, h->gw + 25 * KP);
+        if (acc) {
+            for (int n = 0; n < 26; n++) {  /* 25 weights, then the bias */
+                float *s = n < 25 ? G[C1W] + (o * 25 + n) * KP : G[C1B] + o * KP;
+                ST(s, LD(s) + LD(h->gw + n * KP));
+            }
+            continue;
+        }
         float *restrict w = P[C1W] + o * 25 * KP;
         const float *restrict e = E[C1W] + o * 25 * KP;
         for (int n = 0; n < 25; n++) ST(w + n * KP, LD(w + n * KP) - LD(e + n * KP) * LD(h->gw + n * KP));
@@ -674,6 +722,24 @@ static void load_input(lk_t *h, const float *x) {
 static void store_penalties(const lk_t *h, float *pen) {
     for (int k = 0; k < h->K; k++)
         for (int i = 0; i < 10; i++) pen[k * 10 + i] = h->pen[i * KP + k];
+}
+
+/* The core's multiply-add peak at this width, for the benchmark's share of peak: n rounds of
+ * 12 independent chains of fused multiply-adds on one register of KP floats each (more chains
+ * than two FMA units' latency needs). The result depends on every chain, so none is dropped.
+ * FLOPs: n * 12 * KP * 2. */
+float lk_peak(long n) {
+    v8 acc[12], a = (v8){0} + 0.9999999f, b = (v8){0} + 1e-7f, sum = {0};
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) acc[i] = (v8){0} + 1e-3f * (float)i;
+    for (long r = 0; r < n; r++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) acc[i] = acc[i] * a + b;
+    }
+    for (int i = 0; i < 12; i++) sum += acc[i];
+    float out = 0.0f;
+    LANES out += sum[k];
+    return out;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -707,15 +773,34 @@ lkg_t *lk_create(int K, const float *A, const float *S, const float *relu, const
     return g;
 }
 
-/* stacked (K, N) <-> internal; which: 0 parameters, 1 steps */
+/* Accumulating (on = 1): from now on each step adds every parameter's gradient (the step's
+ * own, at the unchanged parameters) to its sum, which starts at zero, and updates nothing: a
+ * minibatch's gradient, for an optimizer outside (lenet1998/engine/minibatch.py). Calling it
+ * again zeroes the sums; on = 0 frees them, and steps update again. Returns 0, or -1 without memory. */
+int lk_accumulate(lkg_t *g, int on) {
+    for (int b = 0; b < g->nb; b++) {
+        lk_t *h = g->blk[b];
+        for (int i = 0; i < NPARAM; i++) {
+            if (!on) { free(h->sum[i]); h->sum[i] = NULL; continue; }
+            if (!h->sum[i] && !(h->sum[i] = falloc((size_t)PSIZE[i] * KP))) {
+                for (int t = 0; t < NPARAM; t++) { free(h->sum[t]); h->sum[t] = NULL; }
+                return -1;
+            }
+            memset(h->sum[i], 0, sizeof(float) * PSIZE[i] * KP);
+        }
+    }
+    return 0;
+}
+
+/* stacked (K, N) <-> internal; which: 0 parameters, 1 steps, 2 gradient sums (accumulating) */
 int lk_load(lkg_t *g, int which, int id, const float *src) {
-    if (id < 0 || id >= NPARAM) return -1;
+    if (id < 0 || id >= NPARAM || which < 0 || which > 2 || (which == 2 && !g->blk[0]->sum[id])) return -1;
     for (int b = 0; b < g->nb; b++) blk_load(g->blk[b], which, id, src + (size_t)b * KP * PSIZE[id]);
     return 0;
 }
 
 int lk_export(const lkg_t *g, int which, int id, float *dst) {
-    if (id < 0 || id >= NPARAM) return -1;
+    if (id < 0 || id >= NPARAM || which < 0 || which > 2 || (which == 2 && !g->blk[0]->sum[id])) return -1;
     for (int b = 0; b < g->nb; b++) blk_export(g->blk[b], which, id, dst + (size_t)b * KP * PSIZE[id]);
     return 0;
 }

@@ -4,8 +4,9 @@ The C source (kernel.c beside this file) runs the group as blocks of 8 or 16 rep
 lane each, with the replica index innermost in every array (x[c][i][j][k], w[o][c][u][v][k]), the
 last block padded with dummy lanes. The block width is the one this machine pays for: at the
 first build both widths are built (-DKP=8: 256-bit registers; -DKP=16: 512-bit, AVX-512F) and a
-short measurement of each picks the faster (`lane_width`; cached beside the builds, so it is
-measured once per machine, compiler and source; LENET1998_KERNEL_WIDTH=8 or 16 forces one).
+short measurement of each (cached beside the builds, so it is measured once per machine,
+compiler and source) gives each group the width that steps its K replicas fastest (`width_for`:
+ceil(K / w) blocks of w lanes; LENET1998_KERNEL_WIDTH=8 or 16 forces one).
 It is compiled at first use with the system C compiler into a cache folder ($LENET1998_CACHE,
 default ~/.cache/lenet1998; the file name carries a hash of source, flags and compiler, and is
 written atomically), and loaded with ctypes: no new
@@ -151,6 +152,10 @@ def _lib(extra=(), width=None):
         lib.lk_step.argtypes = [P, P, P, P, P]
         lib.lk_steps.argtypes = [P, P, P, P, P, I]
         lib.lk_forward.argtypes = [P, P, I, P]
+        lib.lk_accumulate.argtypes = [P, I]
+        lib.lk_peak.argtypes = [ctypes.c_long]
+        lib.lk_peak.restype = F
+        lib.lk_accumulate.restype = I
         lib.lk_kp.restype = I
         if lib.lk_kp() != width:
             raise RuntimeError(f"kernel built for blocks of {lib.lk_kp()} lanes, expected {width}")
@@ -159,32 +164,57 @@ def _lib(extra=(), width=None):
     return _libs[key]
 
 
-_width: int | None = None
+_measured: dict | None = None
 
 
-def lane_width() -> int:
-    """The lanes per block this machine uses: LENET1998_KERNEL_WIDTH if set, else the faster of
-    WIDTHS in a short measurement at the first build (`measure_widths`), cached with the builds."""
-    global _width
+def _forced_width() -> int | None:
     forced = os.environ.get("LENET1998_KERNEL_WIDTH")
-    if forced:
-        if not forced.isdigit() or int(forced) not in WIDTHS:
-            raise ValueError(f"LENET1998_KERNEL_WIDTH={forced!r}: the kernel builds blocks of {list(WIDTHS)} lanes")
-        return int(forced)
-    if _width is None:
+    if not forced:
+        return None
+    if not forced.isdigit() or int(forced) not in WIDTHS:
+        raise ValueError(f"LENET1998_KERNEL_WIDTH={forced!r}: the kernel builds blocks of {list(WIDTHS)} lanes")
+    return int(forced)
+
+
+def measured_speeds() -> dict:
+    """{width: pattern-updates per second} of this machine at each width that builds, from a
+    short measurement at the first build (`measure_widths`), cached with the builds."""
+    global _measured
+    if _measured is None:
         cache = _cache_dir() / f"lenet1998_kernel_width_{_source_key()}.json"
         try:
-            _width = int(json.loads(cache.read_text())["width"])
-        except (OSError, ValueError, KeyError, TypeError):
-            speeds = measure_widths()
-            _width = max(WIDTHS, key=lambda w: (speeds.get(w, 0.0), -w))  # the faster; a tie keeps 8
+            _measured = {int(w): float(v) for w, v in json.loads(cache.read_text())["updates_per_s"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            _measured = measure_widths()
             cache.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".json", dir=cache.parent)
             with os.fdopen(fd, "w") as f:
-                json.dump({"width": _width, "updates_per_s": {str(w): v for w, v in speeds.items()},
-                           "cpu": _machine()[:200]}, f)
+                json.dump({"width": max(WIDTHS, key=lambda w: (_measured.get(w, 0.0), -w)),
+                           "updates_per_s": {str(w): v for w, v in _measured.items()}, "cpu": _machine()[:200]}, f)
             os.replace(tmp, cache)
-    return _width
+    return _measured
+
+
+def lane_width() -> int:
+    """The lanes per block this machine pays for in a full group: LENET1998_KERNEL_WIDTH if set,
+    else the faster of WIDTHS per update (`measured_speeds`; a tie keeps 8). The grid plans its
+    groups in multiples of it."""
+    forced = _forced_width()
+    if forced:
+        return forced
+    speeds = measured_speeds()
+    return max(WIDTHS, key=lambda w: (speeds.get(w, 0.0), -w))
+
+
+def width_for(K: int) -> int:
+    """The block width that steps K replicas fastest here: the fewest seconds per step,
+    ceil(K / w) blocks of w lanes at the measured updates per second of each width (a group of
+    3 takes one 8-lane block, not half a 16-lane one). LENET1998_KERNEL_WIDTH forces one."""
+    forced = _forced_width()
+    if forced:
+        return forced
+    speeds = measured_speeds()
+    return min(speeds, key=lambda w: (math.ceil(K / w) * w / speeds[w], w))
 
 
 def _source_key(*flags) -> str:
@@ -221,6 +251,27 @@ def measure_widths(replicas: int = 16, steps: int = 150) -> dict:
             best = min(best, time.perf_counter() - t0)
         speeds[width] = steps * replicas / best
     return speeds
+
+
+def fma_peak(width: int, seconds: float = 0.3) -> float:
+    """GFLOP/s of fused multiply-adds one core sustains at `width` lanes (kernel.c lk_peak: 12
+    independent chains in registers, no memory traffic): the ceiling a benchmark's kernel rows
+    are a share of. The best of three runs of about `seconds` each."""
+    import time
+
+    lib, n, best = _lib(width=width), 1_000_000, 0.0
+    while True:
+        t0 = time.perf_counter()
+        lib.lk_peak(n)
+        dt = time.perf_counter() - t0
+        if dt > seconds / 4:
+            break
+        n *= 4
+    for _ in range(3):
+        t0 = time.perf_counter()
+        lib.lk_peak(n)
+        best = max(best, n * 12 * width * 2 / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def available() -> bool:
@@ -267,7 +318,7 @@ class KernelGroup:
     past f6_units are zero weights and biases with zero steps, and the centres are zero there,
     so those units output f(0) = 0, add (0 - 0)^2 to every penalty, pass no gradient to C5 and
     never move: the replicas train exactly as networks with f6_units units. width: lanes per
-    block (WIDTHS; default: this machine's, `lane_width`).
+    block (WIDTHS; default: the fastest for K here, `width_for`).
     """
 
     def __init__(self, K, squashing, c3_masks, subsampling_scale, map_weight, j, centres, profile=False,
@@ -285,7 +336,7 @@ class KernelGroup:
             raise ValueError(f"f6_units must be in 1..84 (84 with the linear output), got {f6_units}")
         self.names = [n for n in NAMES if (pool == "trainable" or n not in SUBSAMPLING_NAMES)
                       and (output == "linear" or n not in OUTPUT_NAMES)]
-        self.width = width or lane_width()
+        self.width = width or width_for(self.K)
         self._lib = _lib(("-DLK_PROFILE",) if profile else (), self.width)
         A, S, relu = (_f32([SQUASHING[s][i] for s in squashing]) for i in range(3))
         scale, mapw = _f32(subsampling_scale), _f32(map_weight)
@@ -302,6 +353,7 @@ class KernelGroup:
             raise MemoryError("lk_create failed")
         self._free = self._lib.lk_free
         self.c3_masks = mask
+        self.accumulating = False
 
     def __del__(self):
         handle = getattr(self, "_handle", None)
@@ -359,6 +411,25 @@ class KernelGroup:
         """The steps in the stacked layout (copies)."""
         return self._get(1)
 
+    def accumulate(self, on: bool = True):
+        """on: from now on `step`/`steps` update nothing and add each step's gradient (at the
+        unchanged parameters) to a sum per parameter, starting from zero; `gradient_sums` reads
+        and restarts them (a minibatch's gradient for an optimizer outside: engine/minibatch.py).
+        off: steps update again."""
+        if self._lib.lk_accumulate(self._handle, int(bool(on))) != 0:
+            raise MemoryError("lk_accumulate failed")
+        self.accumulating = bool(on)
+
+    def gradient_sums(self, restart: bool = True) -> dict:
+        """The gradient sums since `accumulate` (or the last restart), stacked {name: (K, *shape)};
+        an absent C3 connection's is 0. restart: zero them for the next minibatch."""
+        if not self.accumulating:
+            raise RuntimeError("gradient_sums needs accumulate() first")
+        sums = self._get(2)
+        if restart:
+            self.accumulate(True)
+        return sums
+
     def _input(self, x) -> torch.Tensor:
         return x if x.dtype == torch.float32 and x.is_contiguous() and x.device.type == "cpu" else _f32(x)
 
@@ -415,11 +486,13 @@ def pool_kind(config) -> str:
     return "trainable" if config.subsampling in ("trainable_average", "trainable_sum") else config.subsampling
 
 
-def unsupported(configs, device="cpu") -> str:
+def unsupported(configs, device="cpu", minibatch: bool = False) -> str:
     """Why the kernel cannot train this group ('' if it can): it covers per-pattern SDLM/SGD
     on the CPU with the paper's layer shapes; the squashings of SQUASHING and either C3 table
     per replica; per group, trainable S2/S4 (average or sum per replica), avg_pool or max_pool,
-    and the RBF output with MAP or MLE (per replica) or the linear output with cross-entropy."""
+    and the RBF output with MAP or MLE (per replica) or the linear output with cross-entropy.
+    minibatch: the group's gradients only, summed over minibatches for an optimizer outside
+    (`KernelGroup.accumulate`; engine/minibatch.py): any optimizer and batch size."""
     if str(device) != "cpu":
         return f"the kernel runs on the CPU, not {device}"
     for c in configs:
@@ -431,7 +504,7 @@ def unsupported(configs, device="cpu") -> str:
             return f"the kernel covers S2/S4 {sorted(POOL_KINDS)} only, not {c.subsampling!r}"
         if c.squashing not in SQUASHING:
             return f"the kernel covers the squashings {list(SQUASHING)} only, not {c.squashing!r}"
-        if c.optimizer not in ("sdlm", "sgd") or c.batch_size != 1:
+        if not minibatch and (c.optimizer not in ("sdlm", "sgd") or c.batch_size != 1):
             return "the kernel covers per-pattern SDLM and SGD only"
     if len({(pool_kind(c), c.output) for c in configs}) > 1:
         return "the replicas of a kernel group share the S2/S4 kind (trainable, avg_pool or max_pool) and the output"
@@ -440,11 +513,12 @@ def unsupported(configs, device="cpu") -> str:
     return ""
 
 
-def for_configs(configs, profile=False, width=None) -> KernelGroup:
-    """A KernelGroup whose replica k follows configs[k] (steps zero until set_steps)."""
+def for_configs(configs, profile=False, width=None, minibatch: bool = False) -> KernelGroup:
+    """A KernelGroup whose replica k follows configs[k] (steps zero until set_steps; minibatch:
+    a group for gradient sums, see `unsupported`)."""
     from ..layers import C3_TABLES, OUTPUT, SUBSAMPLING, RBFOutput
 
-    why = unsupported(configs)
+    why = unsupported(configs, minibatch=minibatch)
     if why:
         raise ValueError(why)
     full = [[1] * 16 for _ in range(6)]

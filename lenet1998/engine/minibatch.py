@@ -1,16 +1,24 @@
-"""Minibatch runs in lockstep: K seeds of one minibatch config (Adam, the modern ablation)
-trained at once, each as if it were alone (lenet1998/reference.py).
+"""Minibatch runs in lockstep: K Adam runs (seeds, and variants that share the layer shapes: the
+modern ablation with and without distortions) trained at once, each as if it were alone
+(lenet1998/reference.py).
 
-The K networks' parameters are stacked along a leading replica axis; one forward runs all K
-(torch.func.vmap over `torch.func.functional_call` of the one-network LeNet5), each on its own
-minibatch, in its own order (its seed's permutation). The summed loss, sum_k mean_b E(k, b),
-has as its gradient in replica k's parameters exactly replica k's own gradient (the replicas
-share nothing), and Adam is elementwise, so one torch.optim.Adam over the stacked tensors is K
-independent Adams with the same step count: the same updates as K reference runs, up to the
-rounding of the batched convolutions (tests/test_engine.py checks it in float64).
+The K networks' parameters are stacked along a leading replica axis (the stacked layout of
+lenet1998/engine/replicas.py). Each replica takes its own minibatch, in its own order (its
+seed's permutation), of its own patterns (its input coding, its distortion pool). Replica k's
+gradient is its own mean loss's, and Adam is elementwise, so one torch.optim.Adam over the
+stacked tensors is K independent Adams with the same step count: the same updates as K
+reference runs, up to the rounding of the gradients. The gradients come from one of two paths:
 
-What a group shares: every config field but the seed (`handles`). A resumed run, or a group of
-one, trains with the reference trainer instead.
+    kernel  the C kernel (lenet1998/engine/kernel.py) accumulating: each replica's per-pattern
+            gradients summed over its minibatch at fixed weights, replicas as SIMD lanes; the
+            replicas may differ in what a kernel group allows (squashing, C3 table, S2/S4 sum
+            or average, MAP or MLE). float32, CPU.
+    vmap    torch.func.vmap over `functional_call` of the one-network LeNet5: any device and
+            dtype; the replicas share the network (they differ in seed, init, data only).
+
+tests/test_engine.py checks the vmap path against the reference trainer in float64, and the
+kernel path against the vmap path; tests/test_kernel.py checks the kernel's gradient sums
+against autograd. A resumed run, or a group of one, trains with the reference trainer instead.
 """
 
 from __future__ import annotations
@@ -25,69 +33,107 @@ from ..model import LeNet5
 from ..patterns import TrainingPatterns, test_images, validation_images
 from ..record import RunResult, evaluate, pass_record, timer
 from ..reference import CHUNK
+from .replicas import stack, stacked_name, unstack
+
+PATHS = ("kernel", "vmap")
+# What the replicas of a vmap group may differ in: their data and start, not their network.
+DATA_FIELDS = ("seed", "init", "bias_init", "input_coding", "distortions", "distortion_scale", "order")
 
 
-def handles(configs, starts=None) -> bool:
-    """Whether the minibatch group trains these runs: two or more minibatch Adam runs that differ
-    only in their seed, none resuming."""
+def groupable(config) -> bool:
+    """Whether a run may train in a minibatch lockstep group: an Adam run."""
+    return config.optimizer == "adam"
+
+
+def path(configs, device="cpu", engine: str = "auto") -> str:
+    """The gradient path of a group: "kernel" where the C kernel covers the network here (on the
+    CPU, in float32, engine "auto" or "kernel"), "vmap" where the replicas share their network,
+    "" where neither (the runs then train one after the other)."""
+    from . import kernel, lockstep_key
+
     configs = list(configs)
-    if len(configs) < 2 or any(s is not None for s in (starts or [])):
+    if len(configs) < 2 or not all(groupable(c) for c in configs) or len(set(configs)) < len(configs):
+        return ""
+    if len({lockstep_key(c) for c in configs}) > 1:  # the optimizer, its lr and batch size, the budget
+        return ""
+    if engine in ("auto", "kernel") and torch.get_default_dtype() == torch.float32 \
+            and not kernel.unsupported(configs, device, minibatch=True):
+        return "kernel"
+    if len({c.replace(**{f: getattr(configs[0], f) for f in DATA_FIELDS}) for c in configs}) == 1:
+        return "vmap"
+    return ""
+
+
+def handles(configs, starts=None, device="cpu", engine: str = "auto") -> bool:
+    """Whether the minibatch group trains these runs: two or more distinct Adam runs of one
+    lockstep key that a gradient path covers (`path`), none resuming."""
+    if any(s is not None for s in (starts or [])):
         return False
-    same = {c.replace(seed=0) for c in configs}
-    return len(same) == 1 and configs[0].optimizer == "adam" and len({c.seed for c in configs}) == len(configs)
+    return bool(path(configs, device, engine))
 
 
-def train_group(configs, data, device="cpu", on_pass=None, on_progress=None) -> list:
+def train_group(configs, data, device="cpu", on_pass=None, on_progress=None, engine: str = "auto") -> list:
     """Train the minibatch runs `configs` (handles() is True) together; see lenet1998.train.fit.
     on_pass(pass_number, results, rule_states) after every pass (rule_states: each run's Adam state)."""
     configs = list(configs)
+    how = path(configs, device, engine)
+    if not how:
+        raise ValueError("these runs cannot train in one minibatch group (lenet1998.engine.minibatch.path)")
     K, c0 = len(configs), configs[0]
     nets = [LeNet5(c).initialize().to(device) for c in configs]
-    names = [n for n, _ in nets[0].named_parameters()]
-    stacked = {n: torch.stack([dict(net.named_parameters())[n].detach() for net in nets]).requires_grad_()
-               for n in names}
+    stacked = {n: t.clone().requires_grad_() for n, t in stack(nets).items()}  # in named_parameters order
     opt = torch.optim.Adam(list(stacked.values()), lr=c0.step_size(1))
-    criterion = LOSSES[c0.loss]
     sets = [TrainingPatterns(c, data, device) for c in configs]
-    x_test, y_test = test_images(c0, data, device)
-    validation = validation_images(c0, data, device)
-    template = nets[0]
+    evaluation = {c.input_coding: (test_images(c, data, device), validation_images(c, data, device)) for c in configs}
+    criteria = [LOSSES[c.loss] for c in configs]
+    if how == "kernel":
+        from .kernel import for_configs
 
-    def forward(params, x):  # one replica: its parameters, its minibatch (B, 1, 32, 32)
-        return functional_call(template, params, (x,))
+        group = for_configs(configs, minibatch=True)
+        group.load({n: t.detach() for n, t in stacked.items()})
+        group.accumulate()
+    else:
+        template = nets[0]
+        full_names = {stacked_name(n): n for n, _ in template.named_parameters()}
+        batched = vmap(lambda params, x: functional_call(template, params, (x,)))
 
-    batched = vmap(forward)
-    results = [RunResult(c.seed, engine="minibatch") for c in configs]
+    results = [RunResult(c.seed, engine=f"minibatch-{how}") for c in configs]
     n, bs = c0.train_size, c0.batch_size
     for pass_number in range(1, c0.epochs + 1):
         elapsed = timer()
-        for group in opt.param_groups:
-            group["lr"] = c0.step_size(pass_number)
+        for g in opt.param_groups:
+            g["lr"] = c0.step_size(pass_number)
         orders = torch.stack([ts.order(pass_number) for ts in sets])  # (K, n)
         wrong, loss_sum = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
-        # the reference's batches: minibatches of bs within chunks of CHUNK patterns (a chunk's last may be short)
-        starts = [b for s in range(0, n, CHUNK) for b in range(s, min(s + CHUNK, n), bs)]
-        for b in starts:
-            idx = orders[:, b:min(b + bs, (b // CHUNK + 1) * CHUNK, n)]  # (K, B)
-            x = torch.stack([ts.patterns(i) for ts, i in zip(sets, idx)]).unsqueeze(2)  # (K, B, 1, 32, 32)
-            y = torch.stack([ts.targets(i) for ts, i in zip(sets, idx)])  # (K, B)
-            out = batched(stacked, x)  # (K, B, 10)
-            loss = criterion(out, y, c0.map_j)  # (K, B)
-            opt.zero_grad(set_to_none=True)
-            loss.mean(dim=1).sum().backward()  # replica k's gradient: its own mean loss's
-            opt.step()
-            wrong += (template.predict(out.detach()) != y).sum(1).double().cpu()
-            loss_sum += loss.detach().sum(1).double().cpu()
+        for start in range(0, n, CHUNK):  # the reference's batches: minibatches of bs within chunks of CHUNK
+            chunk = orders[:, start:start + CHUNK]  # (K, C)
+            xs = torch.stack([ts.patterns(i) for ts, i in zip(sets, chunk)])  # (K, C, 32, 32)
+            ys = torch.stack([ts.targets(i) for ts, i in zip(sets, chunk)])  # (K, C)
+            for b in range(0, chunk.shape[1], bs):
+                x, y = xs[:, b:b + bs], ys[:, b:b + bs]  # (K, B, 32, 32), (K, B); a chunk's last may be short
+                if how == "kernel":
+                    out, loss = (t.transpose(0, 1) for t in group.steps(x.transpose(0, 1), y.t()))  # (K, B, 10), (K, B)
+                    for name, grad in group.gradient_sums().items():
+                        stacked[name].grad = grad.div_(x.shape[1])  # the mean loss's gradient, as the reference
+                else:
+                    out = batched({full_names[k]: v for k, v in stacked.items()}, x.unsqueeze(2))  # (K, B, 10)
+                    loss = torch.stack([crit(o, t, c.map_j) for crit, o, t, c in zip(criteria, out, y, configs)])
+                    opt.zero_grad(set_to_none=True)
+                    loss.mean(dim=1).sum().backward()  # replica k's gradient: its own mean loss's
+                opt.step()
+                if how == "kernel":
+                    group.load({name: t.detach() for name, t in stacked.items()})
+                wrong += torch.stack([(net.predict(o) != t).sum() for net, o, t in zip(nets, out.detach(), y)]).double().cpu()
+                loss_sum += loss.detach().sum(1).double().cpu()
             if on_progress is not None:
-                on_progress(b + idx.shape[1], n)
+                on_progress(start + chunk.shape[1], n)
         train_time = elapsed()
         with torch.no_grad():
-            for k, net in enumerate(nets):
-                for name, p in net.named_parameters():
-                    p.copy_(stacked[name][k])
+            unstack({name: t.detach() for name, t in stacked.items()}, nets)
         for k, (net, c, r) in enumerate(zip(nets, configs, results)):
             if r.failed is None and not math.isfinite(loss_sum[k]):
                 r.failed = f"non-finite loss in pass {pass_number}"
+            (x_test, y_test), validation = evaluation[c.input_coding]
             test_error = evaluate(net, x_test, y_test)
             val_error = None if validation is None else evaluate(net, *validation)
             times = {"wall_time_s": None, "train_time_s": train_time, "hessian_time_s": 0.0}
@@ -99,13 +145,13 @@ def train_group(configs, data, device="cpu", on_pass=None, on_progress=None) -> 
         for r in results:
             r.history[-1]["wall_time_s"] = elapsed()
         if on_pass is not None:
-            on_pass(pass_number, results, [replica_state(opt, stacked, k) for k in range(K)])
+            on_pass(pass_number, results, [replica_state(opt, k) for k in range(K)])
         if all(r.failed for r in results):
             break
     return results
 
 
-def replica_state(opt, stacked: dict, k: int) -> dict:
+def replica_state(opt, k: int) -> dict:
     """Replica k's Adam state in the shape a one-network torch.optim.Adam saves it (its resume
     point: lenet1998.sdlm.Adam.load_state_dict)."""
     state = opt.state_dict()
