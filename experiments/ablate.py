@@ -38,7 +38,7 @@ from .common import (
     data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, resolve_device,
 )
 from .grid import (
-    GRID as GRID_BUDGET, QUICK, blocks, jobs_of, lane_width, launch_from_options, launcher_options, plan,
+    GRID as GRID_BUDGET, QUICK, blocks, jobs_of, launch_from_options, launcher_options, plan, width_for,
 )
 from .docs import repository_docs
 from .report import MAX_SEEDS, build_report
@@ -151,8 +151,9 @@ def main(run_all, names, families, list_only, seeds, seed_plan, epochs, train_si
     click.echo(f"{len(selected)} variants x {per} x {budget.epochs} passes: {distinct} distinct runs, {distinct - todo} "
                f"already done, {todo} to train in {len(groups)} lockstep groups, {at_once}")
     for name, runs in groups:
-        click.echo(f"  group of {len(runs)} ({len(runs)} lanes of {blocks(len(runs)) * lane_width()} in "
-                   f"{blocks(len(runs))} kernel blocks): {name}")
+        width = width_for(len(runs))
+        click.echo(f"  group of {len(runs)} ({len(runs)} lanes of {blocks(len(runs), width) * width} in "
+                   f"{blocks(len(runs), width)} kernel blocks of {width}): {name}")
     launch_from_options(jobs_of(groups, root, data_dir, device, engine, workers=jobs, tensorboard=tensorboard),
                         launcher, jobs, partition,
                         timeout_min, cpus_per_task, gpus_per_task, array_parallelism, log_dir)

@@ -31,19 +31,33 @@ def collect_runs(out: Path, seeds: int, epochs: int, train_size: int, broken: li
                      broken=broken)
 
 
-def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+def ablation_table(runs: pd.DataFrame, holm_p: dict) -> pd.DataFrame:
     """One row per variant of today's single-factor grid that has runs: how many train (final
     test error below the paper's linear classifier), the spread over every run, and the
-    comparison with `paper` over the runs that train on both sides: the difference of means, its
-    Welch 95% interval and Welch's t-test, Holm-adjusted over every comparison in the table that
-    has a test (comparison_table with every base `paper`)."""
-    table = versus_uncertainty(comparison_table(runs, VARIANTS, lambda name: None if name == "paper" else "paper"))
+    comparison with `paper`: over the runs that train on both sides the difference of means, its
+    Welch 95% interval and Welch's t-test; Fisher's exact test of the trained fractions; both
+    Holm-adjusted over the report's one family (holm_p: experiments.comparisons.adjusted)."""
+    table = versus_uncertainty(comparison_table(runs, VARIANTS, lambda name: None if name == "paper" else "paper",
+                                                holm_p))
     return table.rename(columns={"diff": "diff_to_paper"}).drop(columns="base") if len(table) else table
 
 
-def family(table: pd.DataFrame) -> list:
-    """The variants compared with `paper` by a test: the family of the Holm adjustment."""
+def tested(table: pd.DataFrame) -> list:
+    """The variants of a table whose means are compared with their base by a test."""
     return list(table.variant[table.p_welch.notna()]) if len(table) else []
+
+
+def trains_cell(r) -> str:
+    """k of n runs train, with the Wilson 95% interval, and the failed runs."""
+    cell = f"{r.n_train} of {r.n_runs} [{fmt(r.train_ci95_low)}, {fmt(r.train_ci95_high)}]"
+    return cell + (f" ({r.failed_runs} failed)" if getattr(r, "failed_runs", 0) else "")
+
+
+def fraction_cell(r) -> str:
+    """The trained fraction against the base's: Fisher's exact test, Holm-adjusted ("–": a reference row)."""
+    if pd.isna(r.p_fisher_holm):
+        return "–"
+    return f"{r.n_train}/{r.n_runs} vs {int(r.n_train_base)}/{int(r.n_runs_base)}, Holm p {fmt_p(r.p_fisher_holm)}"
 
 
 def process_hours(runs: pd.DataFrame) -> float:
@@ -67,8 +81,8 @@ def missing_line(table: pd.DataFrame) -> list:
     return ["", "Not run yet: " + ", ".join(f"`{m}`" for m in missing) + "."] if missing else []
 
 
-def ablation_caption(table: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
-    tested = family(table)
+def ablation_caption(table: pd.DataFrame, seeds: int, epochs: int, train_size: int, family_text: str) -> str:
+    with_test = tested(table)
     paper_used = int(table.n_used[table.variant == "paper"].sum()) if len(table) else 0
     few = list(table.variant[(table.variant != "paper") & (table.n_used < 2)]) if len(table) else []
     flat = list(table.variant[table.diff_ci95_low.notna() & table.p_welch.isna()]) if len(table) else []
@@ -86,33 +100,35 @@ def ablation_caption(table: pd.DataFrame, seeds: int, epochs: int, train_size: i
         f"`paper`: {paper_used}). *difference [95% "
         "interval]*: mean test error of the variant minus that of `paper`, with the Welch t interval of the "
         "difference of means (95%, two-sided, degrees of freedom by Welch-Satterthwaite, not rounded). "
-        "*Holm p*: the two-sided p-value of Welch's t-test, Holm-Bonferroni adjusted over the family of the "
-        f"{len(tested)} comparisons with `paper` that have an interval in this table"
-        + (" (none: `paper` has fewer than 2 runs that train)" if paper_used < 2 else
-           f" (every variant but {', '.join(f'`{v}`' for v in few)}, which {'has' if len(few) == 1 else 'have'} "
-           "fewer than 2 runs that train and so no interval)" if few else "")
+        f"*Holm p*: the two-sided p-value of Welch's t-test ({len(with_test)} rows have one"
+        + ("; none: `paper` has fewer than 2 runs that train" if paper_used < 2 else
+           f"; not {', '.join(f'`{v}`' for v in few)}, with fewer than 2 runs that train and so no interval"
+           if few else "")
         + (f"; {', '.join(f'`{v}`' for v in flat)}: no spread on either side, so no test" if flat else "")
-        + ". *resolved*: Holm p < 0.05, so the difference is resolved at a family-wise error rate of 5%. "
+        + f"), {family_text}. *resolved*: Holm p < 0.05, so the difference is resolved at a family-wise error "
+        "rate of 5% over the whole report. *trained fraction vs paper*: k of n runs that train against `paper`'s, "
+        "Fisher's exact test (two-sided) of the two proportions, Holm-adjusted in the same family: for an "
+        "unstable variant the difference of means compares only the runs that train, and this column tests how "
+        "often it trains. "
         f"*vs ±{PAPER_UNCERTAINTY}*: the interval lies beyond the paper's own uncertainty of ±{PAPER_UNCERTAINTY} "
         "points (*beyond*), inside it (*inside*), or straddles its edge (*undecided*)."
     )
 
 
-def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: int, runs=None) -> str:
+def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: int, family_text: str,
+                      runs=None) -> str:
     lines = [
         f"# Ablation: MNIST test error (%) after pass {epochs}",
         "",
-        ablation_caption(table, seeds, epochs, train_size),
+        ablation_caption(table, seeds, epochs, train_size, family_text),
         "",
         "| variant | change | trains (Wilson 95%) | test error %, median [IQR] | mean ± std, all runs | "
         "mean ± std, runs that train | train error % | n used | vs paper: difference [Welch 95% interval] | "
-        f"Holm p | resolved | vs ±{PAPER_UNCERTAINTY} | paper's value |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|---:|",
+        f"Holm p | resolved | vs ±{PAPER_UNCERTAINTY} | trained fraction vs paper (Fisher) | paper's value |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|:---:|---:|---:|",
     ]
     for r in table.itertuples():
-        k_of_n = f"{r.n_train} of {r.n_runs} [{fmt(r.train_ci95_low)}, {fmt(r.train_ci95_high)}]"
-        if r.failed_runs:
-            k_of_n += f" ({r.failed_runs} failed)"
+        k_of_n = trains_cell(r)
         spread = f"{fmt(r.test_error_median)} [{fmt(r.test_error_q1)}, {fmt(r.test_error_q3)}]"
         every = f"{fmt(r.test_error_mean)} ± {fmt(r.test_error_std)}"
         good = f"{fmt(r.test_error_mean_trains)} ± {fmt(r.test_error_std_trains)}" if r.n_train > 1 else \
@@ -128,7 +144,7 @@ def ablation_markdown(table: pd.DataFrame, seeds: int, epochs: int, train_size: 
             resolved = "–" if pd.isna(r.resolved_holm) else ("yes" if r.resolved_holm else "no")
         lines.append(f"| {r.variant} | {r.what} | {k_of_n} | {spread} | {every} | {good} | {fmt(r.train_error_mean)} | "
                      f"{r.n_used} | {diff} | {fmt_p(r.p_holm)} | {resolved} | {r.vs_paper_uncertainty} | "
-                     f"{fmt(r.paper_test_error)} |")
+                     f"{fraction_cell(r)} | {fmt(r.paper_test_error)} |")
     runs = runs if runs is not None else pd.DataFrame()
     return "\n".join(lines + missing_line(table) + machine_time_line(runs) + trained_on_line(runs)) + "\n"
 
@@ -159,10 +175,10 @@ def family_variants(stem: str) -> dict:
     return {n: ALL[n] for n in list(references) + members(name)}
 
 
-def family_table(runs: pd.DataFrame, stem: str) -> pd.DataFrame:
+def family_table(runs: pd.DataFrame, stem: str, holm_p: dict) -> pd.DataFrame:
     variants = family_variants(stem)
     references = FAMILY_TABLES[stem][2]
-    table = comparison_table(runs, variants, lambda n: None if n in references else variants[n].base)
+    table = comparison_table(runs, variants, lambda n: None if n in references else variants[n].base, holm_p)
     return versus_uncertainty(table)
 
 
@@ -178,9 +194,10 @@ def versus_uncertainty(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def family_markdown(table: pd.DataFrame, stem: str, seeds: int, epochs: int, train_size: int) -> str:
+def family_markdown(table: pd.DataFrame, stem: str, seeds: int, epochs: int, train_size: int,
+                    family_text: str) -> str:
     _, title, _, base_text = FAMILY_TABLES[stem]
-    tested = family(table)
+    with_test = tested(table)
     lines = [
         f"# {title}: MNIST test error (%) after pass {epochs}", "",
         f"Generated by `python -m experiments.report` from the run folders in `runs/` (every finished seed "
@@ -188,18 +205,19 @@ def family_markdown(table: pd.DataFrame, stem: str, seeds: int, epochs: int, tra
         f"Each row is compared with its *base*, {base_text}. The statistics are those of `ablation.md`: a run "
         f"trains when its final test error is below {LINEAR_CLASSIFIER_ERROR:.1f}% (the paper's linear "
         "classifier); the difference of means over the runs that train on both sides, with its Welch t interval "
-        "(95%, two-sided, Welch-Satterthwaite degrees of freedom, not rounded); *Holm p*: Welch's t-test, "
-        f"Holm-Bonferroni adjusted over the {len(tested)} comparisons of this table that have a test. "
+        "(95%, two-sided, Welch-Satterthwaite degrees of freedom, not rounded); *Holm p*: Welch's t-test "
+        f"({len(with_test)} rows have one), {family_text}. *trained fraction vs base*: Fisher's exact test of k of "
+        "n runs that train against the base's, Holm-adjusted in the same family. "
         f"*vs ±{PAPER_UNCERTAINTY}*: whether the interval lies beyond the paper's quoted uncertainty of about "
         f"{PAPER_UNCERTAINTY} points (*beyond*), inside it (*inside*), or straddles its edge (*undecided*).",
         "",
         "| variant | base | change | trains (Wilson 95%) | test error %, median [IQR] | mean ± std, runs that "
         "train | n used (base) | vs base: difference [Welch 95% interval] | Holm p | resolved | "
-        f"vs ±{PAPER_UNCERTAINTY} |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|:---:|",
+        f"vs ±{PAPER_UNCERTAINTY} | trained fraction vs base (Fisher) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|:---:|:---:|---:|",
     ]
     for r in table.itertuples():
-        k_of_n = f"{r.n_train} of {r.n_runs} [{fmt(r.train_ci95_low)}, {fmt(r.train_ci95_high)}]"
+        k_of_n = trains_cell(r)
         good = f"{fmt(r.test_error_mean_trains)} ± {fmt(r.test_error_std_trains)}" if r.n_train > 1 else \
             f"{fmt(r.test_error_mean_trains)} (one run)" if r.n_train else "– (none trains)"
         if not r.base:
@@ -211,7 +229,7 @@ def family_markdown(table: pd.DataFrame, stem: str, seeds: int, epochs: int, tra
             resolved = "–" if pd.isna(r.resolved_holm) else ("yes" if r.resolved_holm else "no")
         lines.append(f"| {r.variant} | {r.base or '–'} | {r.what} | {k_of_n} | {fmt(r.test_error_median)} "
                      f"[{fmt(r.test_error_q1)}, {fmt(r.test_error_q3)}] | {good} | {used} | {diff} | "
-                     f"{fmt_p(r.p_holm)} | {resolved} | {r.vs_paper_uncertainty} |")
+                     f"{fmt_p(r.p_holm)} | {resolved} | {r.vs_paper_uncertainty} | {fraction_cell(r)} |")
     missing = [n for n in family_variants(stem) if n not in set(table.variant)]
     if missing:
         lines += ["", "Not run yet: " + ", ".join(f"`{m}`" for m in missing) + "."]
@@ -297,7 +315,8 @@ def seed_plan_markdown(plan: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_families(out: Path, seeds: int, epochs: int, train_size: int, latex: bool = False) -> list:
+def build_families(out: Path, seeds: int, epochs: int, train_size: int, holm_p: dict, family_text: str,
+                   latex: bool = False) -> list:
     """<stem>.csv, <stem>.md and figures/<stem>.png for each family that has a run."""
     written = []
     for stem, (_, title, references, _) in FAMILY_TABLES.items():
@@ -305,9 +324,9 @@ def build_families(out: Path, seeds: int, epochs: int, train_size: int, latex: b
         members = set(family_variants(stem)) - set(references)
         if not len(runs) or not runs.variant.isin(members).any():
             continue
-        table = family_table(runs, stem)
+        table = family_table(runs, stem, holm_p)
         for name, text in [(f"{stem}.csv", table.to_csv(index=False, float_format="%.6g")),
-                           (f"{stem}.md", family_markdown(table, stem, seeds, epochs, train_size))]:
+                           (f"{stem}.md", family_markdown(table, stem, seeds, epochs, train_size, family_text))]:
             atomic_write_text(out / name, text)
             written.append(out / name)
         line = PAPER_LINE if stem != "add_one_in" else None
@@ -334,9 +353,11 @@ def ablation_latex(table: pd.DataFrame, seeds: int, epochs: int, train_size: int
     """The ablation table as a LaTeX booktabs tabular (needs \\usepackage{booktabs})."""
     lines = [f"% Generated by `python -m experiments.report --format latex` from the run folders "
              f"(every finished seed below {seeds}, {epochs} passes over {train_size:,} patterns); final pass, never the best.",
-             r"\begin{tabular}{lrrrrrr}", r"\toprule",
+             "% Holm p: over the report's one family of tests (comparisons.md), of the mean (Welch) and of the trained "
+             "fraction (Fisher's exact test).",
+             r"\begin{tabular}{lrrrrrrr}", r"\toprule",
              r"variant & trains & median [IQR] & mean $\pm$ std (trains) & $\Delta$ vs paper [95\% CI] & "
-             r"Holm $p$ & paper \\", r"\midrule"]
+             r"Holm $p$ & trains: Holm $p$ & paper \\", r"\midrule"]
     for r in table.itertuples():
         good = f"{fmt(r.test_error_mean_trains)} $\\pm$ {fmt(r.test_error_std_trains)}" if r.n_train > 1 else \
             fmt(r.test_error_mean_trains)
@@ -344,7 +365,8 @@ def ablation_latex(table: pd.DataFrame, seeds: int, epochs: int, train_size: int
             f"{fmt(r.diff_to_paper, '+.2f')} [{fmt(r.diff_ci95_low, '+.2f')}, {fmt(r.diff_ci95_high, '+.2f')}]")
         cells = [r"\texttt{" + latex_escape(r.variant) + "}", f"{r.n_train}/{r.n_runs}",
                  f"{fmt(r.test_error_median)} [{fmt(r.test_error_q1)}, {fmt(r.test_error_q3)}]", good, diff,
-                 latex_escape(fmt_p(r.p_holm)).replace("<", "$<$"), fmt(r.paper_test_error)]
+                 latex_escape(fmt_p(r.p_holm)).replace("<", "$<$"),
+                 latex_escape(fmt_p(r.p_fisher_holm)).replace("<", "$<$"), fmt(r.paper_test_error)]
         lines.append(" & ".join(c.replace("–", "--") for c in cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"

@@ -65,6 +65,14 @@ def lane_width() -> int:
     return kernel.lane_width() if kernel.available() else kernel.BLOCK
 
 
+def width_for(replicas: int) -> int:
+    """The block width a group of `replicas` runs takes here (kernel.width_for: the fewest
+    seconds per step; 8 where the kernel does not build)."""
+    from lenet1998.engine import kernel
+
+    return kernel.width_for(replicas) if kernel.available() else kernel.BLOCK
+
+
 def max_group_default() -> int:
     """Replicas per lockstep group: two blocks of lanes (throughput per process levels off there)."""
     return 2 * lane_width()

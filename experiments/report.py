@@ -5,6 +5,7 @@
 
 `build_report` writes every generated file; what each is lives in its own module:
 
+    comparisons       comparisons.md/.csv: the one Holm family of every table's tests
     ablation_tables   runs.csv, ablation.md/.csv/.tex, the family tables, the seed plan
     paper_tables      paper_gap.md, paper_run.md/.csv, paper.csv, machine_time.md
     fingerprint       fingerprints.md/.csv and the paper gap's fingerprint rows
@@ -22,7 +23,7 @@ import click
 
 from lenet1998.results import atomic_write_text, check_writable
 
-from . import fingerprint
+from . import comparisons, fingerprint
 from .ablation_tables import (
     ablation_latex, ablation_markdown, ablation_table, build_families, collect_runs, paper_by_engine, seed_plan,
     seed_plan_markdown,
@@ -49,11 +50,18 @@ def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRI
     runs = collect_runs(out, seeds, epochs, train_size, broken)
     for reason in broken:  # one line each; the tables are built from the healthy runs
         click.echo(f"skipped broken run: {reason}", err=True)
-    table = ablation_table(runs)
+    from .variants import VARIANTS as ALL
+
+    involved = {n: ALL[n] for pair in comparisons.pairs() for n in pair}
+    family = comparisons.family(collect_runs(out, seeds, epochs, train_size, variants=involved))
+    holm_p, family_text = comparisons.adjusted(family), comparisons.caption(family)
+    table = ablation_table(runs, holm_p)
     written = []
     for name, text in [("runs.csv", runs.to_csv(index=False)),
                        ("ablation.csv", table.to_csv(index=False, float_format="%.6g")),
-                       ("ablation.md", ablation_markdown(table, seeds, epochs, train_size, runs)),
+                       ("ablation.md", ablation_markdown(table, seeds, epochs, train_size, family_text, runs)),
+                       ("comparisons.csv", family.to_csv(index=False, float_format="%.6g")),
+                       ("comparisons.md", comparisons.markdown(family, seeds, epochs, train_size)),
                        ("paper.csv", paper_csv())] + \
             ([("ablation.tex", ablation_latex(table, seeds, epochs, train_size))] if latex and len(table) else []):
         atomic_write_text(out / name, text)
@@ -74,10 +82,10 @@ def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRI
         written += [out / "seed_plan.csv", out / "seed_plan.md"]
     engine_section = paper_by_engine(runs)
     if engine_section:
-        atomic_write_text(out / "ablation.md", ablation_markdown(table, seeds, epochs, train_size, runs) + engine_section)
-    written += build_families(out, seeds, epochs, train_size, latex)
+        atomic_write_text(out / "ablation.md",
+                          ablation_markdown(table, seeds, epochs, train_size, family_text, runs) + engine_section)
+    written += build_families(out, seeds, epochs, train_size, holm_p, family_text, latex)
     machine_time = machine_time_markdown(machine_time_table(out, seeds, epochs, train_size))
-    from .variants import VARIANTS as ALL
 
     gap_runs = collect_runs(out, seeds, epochs, train_size, variants={n: ALL[n] for n in PAPER_TARGETS})
     paper_gap = paper_gap_markdown(gap_runs) + single_run_markdown(gap_runs) + \
@@ -91,7 +99,7 @@ def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRI
     if readme is not None and len(table):
         repo = Path(readme).parent
         sections = {repo / "README.md": readme_section(table, runs),
-                    repo / "REPRODUCING.md": "### Ablation (generated)\n\n" + ablation_markdown(table, seeds, epochs, train_size, runs).split("\n", 2)[2]
+                    repo / "REPRODUCING.md": "### Ablation (generated)\n\n" + ablation_markdown(table, seeds, epochs, train_size, family_text, runs).split("\n", 2)[2]
                     + ("\n### The paper variant per pass (generated)\n\n" + paper_md if paper_md else "")}
         for path, section in sections.items():
             if path.is_file() and fill_section(path, section):

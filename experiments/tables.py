@@ -5,10 +5,11 @@
                                           reference group with its Welch 95% interval
                                           (experiments/stats.py), the paper's value, and the
                                           engines, devices and hosts that trained its runs
-    comparison_table(runs, variants, base_of)  per variant: the summary of experiments.stats (runs that
-                                          train, median and IQR, mean ± std) and the Welch difference
-                                          to its base over the runs that train, Holm-adjusted over the
-                                          table (the ablation and its families, experiments/report.py)
+    comparison_table(runs, variants, base_of, holm_p)  per variant: the summary of experiments.stats
+                                          (runs that train, median and IQR, mean ± std), the Welch
+                                          difference to its base over the runs that train and Fisher's
+                                          test of the trained fractions, with their Holm-adjusted p from
+                                          the report's one family (experiments/comparisons.py)
     markdown(table, columns), csv_text(table)
 
 A run is identified by its config hash, whatever machine trained it: runs of one config from
@@ -25,7 +26,7 @@ import pandas as pd
 
 from lenet1998.results import RunFolder, read_manifest, read_metrics
 
-from .stats import holm, trains, variant_summary, welch_interval
+from .stats import trains, variant_summary, welch_interval
 
 
 def trained_on(manifest: dict) -> tuple[str, str, str]:
@@ -103,12 +104,16 @@ def summarize(runs: pd.DataFrame, by: str = "variant", value: str = "test_error"
     return pd.DataFrame(rows)
 
 
-def comparison_table(runs: pd.DataFrame, variants: dict, base_of) -> pd.DataFrame:
+def comparison_table(runs: pd.DataFrame, variants: dict, base_of, holm_p: dict) -> pd.DataFrame:
     """One row per variant of `variants` that has runs, compared with its base (`base_of(name)`,
     a variant of `variants`; None: a reference row, not compared): the summary of
-    experiments.stats over every run, and over the runs that train on both sides the difference
-    of means, its Welch 95% interval and Welch's t-test, Holm-adjusted over the comparisons of
-    this table that have a test."""
+    experiments.stats over every run; over the runs that train on both sides the difference of
+    means, its Welch 95% interval and Welch's t-test; Fisher's exact test of the trained
+    fractions (k of n against the base's); and both p-values Holm-adjusted over the report's one
+    family (holm_p: experiments.comparisons.adjusted, looked up by the configs compared; a row
+    prints its adjusted p only where it has a test of its own)."""
+    from .comparisons import fraction_test, key
+
     nan = float("nan")
     if not len(runs):
         return pd.DataFrame()
@@ -133,11 +138,18 @@ def comparison_table(runs: pd.DataFrame, variants: dict, base_of) -> pd.DataFram
             "diff": used[name].mean() - used[base].mean() if compare else nan,
             "diff_ci95_low": welch.low if welch else nan, "diff_ci95_high": welch.high if welch else nan,
             "welch_df": welch.df if welch else nan, "p_welch": welch.p if welch else nan,
+            "n_train_base": len(used[base]) if base in used else nan,
+            "n_runs_base": len(errors[base]) if base in errors else nan,
+            "p_fisher": fraction_test(len(used[name]), len(errors[name]), len(used[base]), len(errors[base]))
+            if base in errors else nan,
             "paper_test_error": variant.paper_test_error,
         })
     table = pd.DataFrame(rows)
-    table["p_holm"] = holm(table.p_welch)
+    family = [holm_p.get(key(r.variant, r.base), (nan, nan)) if r.base else (nan, nan) for r in table.itertuples()]
+    table["p_holm"] = [p if not math.isnan(own) else nan for (p, _), own in zip(family, table.p_welch)]
     table["resolved_holm"] = (table.p_holm < 0.05).where(table.p_holm.notna())  # empty: no test
+    table["p_fisher_holm"] = [p if not math.isnan(own) else nan for (_, p), own in zip(family, table.p_fisher)]
+    table["fraction_resolved_holm"] = (table.p_fisher_holm < 0.05).where(table.p_fisher_holm.notna())
     return table
 
 

@@ -117,25 +117,71 @@ def fake_runs(errors: dict) -> pd.DataFrame:
                          for v, es in errors.items() for s, e in enumerate(es)])
 
 
+def holm_of(runs):
+    from experiments import comparisons
+
+    return comparisons.adjusted(comparisons.family(runs))
+
+
 def test_the_ablation_table_compares_only_runs_that_train():
     runs = fake_runs({"paper": [1.02, 0.99, 1.16], "relu": [90.18, 90.20, 2.76], "sgd": [90.26, 89.68, 89.9],
                       "sum_subsampling": [2.81, 2.63, 3.81], "tanh": [39.75, 3.72, 9.31]})
-    table = ablation_table(runs).set_index("variant")
+    table = ablation_table(runs, holm_of(runs)).set_index("variant")
     relu, sgd, tanh, s = table.loc["relu"], table.loc["sgd"], table.loc["tanh"], table.loc["sum_subsampling"]
     assert (relu.n_train, relu.n_runs, relu.n_used) == (1, 3, 1)
-    assert math.isnan(relu.diff_ci95_low) and math.isnan(relu.p_holm)  # fewer than 2 train: no interval
+    assert math.isnan(relu.diff_ci95_low) and math.isnan(relu.p_holm)  # fewer than 2 train: no interval, no Holm p
     assert relu.diff_to_paper == pytest.approx(2.76 - np.mean([1.02, 0.99, 1.16]))
     assert sgd.n_used == 0 and math.isnan(sgd.diff_to_paper)
     w = welch_interval([3.72, 9.31], [1.02, 0.99, 1.16])
     assert (tanh.diff_ci95_low, tanh.diff_ci95_high) == pytest.approx((w.low, w.high))
-    family = [welch_interval([2.81, 2.63, 3.81], [1.02, 0.99, 1.16]).p, w.p]  # relu and sgd are not in it
-    assert (s.p_holm, tanh.p_holm) == pytest.approx(tuple(holm(family)))
     assert s.resolved_holm == (s.p_holm < 0.05)
-    text = ablation_markdown(table.reset_index(), 3, 20, 60000)
+    assert sgd.p_fisher == pytest.approx(0.1)  # 0 of 3 against 3 of 3: Fisher's exact two-sided p = 2 / 20
+    assert not math.isnan(relu.p_fisher_holm)  # the fraction is tested where the mean is not
+    text = ablation_markdown(table.reset_index(), 3, 20, 60000, "over the family")
     assert "no interval: 1 run trains" in text and "no interval: 0 runs train" in text
-    assert "family of the 2 comparisons" in text and "Welch-Satterthwaite" in text
+    assert "2 rows have one" in text and "Welch-Satterthwaite" in text and "over the family" in text
     row = next(line for line in text.splitlines() if line.startswith("| sum_subsampling"))
     assert "+2.03 [+0.49, +3.56]" in row
+    assert "0/3 vs 3/3, Holm p" in next(line for line in text.splitlines() if line.startswith("| sgd"))
+
+
+def test_one_holm_family_covers_every_comparison_of_every_table_once():
+    """Every distinct (variant, base) pair of the ablation and family tables, fixed by the
+    definitions: 2 tests each (mean: Welch; trained fraction: Fisher), untested ones at p = 1; a
+    pair that two tables print (road1_input = unit_input against paper) is one test with one p."""
+    from scipy.stats import fisher_exact
+
+    from experiments import comparisons
+    from experiments.ablation_tables import family_table
+
+    runs = fake_runs({"paper": [1.02, 0.99, 1.16, 1.05], "tanh": [39.75, 3.72, 9.31], "sgd": [90.26, 89.68, 89.9],
+                      "unit_input": [1.50, 1.60, 1.55], "road1_input": [1.50, 1.60, 1.55]})
+    pairs = comparisons.pairs()
+    assert len(pairs) == len({comparisons.key(*p) for p in pairs}) == 39  # the definitions fix the family
+    assert ("road1_input", "paper") not in pairs and ("unit_input", "paper") in pairs
+    family = comparisons.family(runs)
+    raw = [1.0] * (2 * len(pairs))  # no data: p = 1, still counted
+    at = {p: i for i, p in enumerate(pairs)}
+    raw[at[("tanh", "paper")]] = welch_interval([3.72, 9.31], [1.02, 0.99, 1.16, 1.05]).p
+    raw[at[("unit_input", "paper")]] = welch_interval([1.50, 1.60, 1.55], [1.02, 0.99, 1.16, 1.05]).p
+    raw[len(pairs) + at[("tanh", "paper")]] = fisher_exact([[2, 1], [4, 0]]).pvalue
+    raw[len(pairs) + at[("sgd", "paper")]] = fisher_exact([[0, 3], [4, 0]]).pvalue
+    expected = holm(raw)
+    got = list(family.p_welch_holm) + list(family.p_fisher_holm)
+    # tests of their own: tanh's and unit_input's means, the fractions of tanh, sgd and unit_input (3/3 vs 4/4:
+    # p = 1, a test); sgd's mean (none trains) and every comparison without runs count at p = 1 and print none
+    tested = [at[("tanh", "paper")], at[("unit_input", "paper")]] + \
+        [len(pairs) + at[p] for p in [("tanh", "paper"), ("sgd", "paper"), ("unit_input", "paper")]]
+    assert [got[i] for i in tested] == pytest.approx([expected[i] for i in tested])
+    assert sorted(i for i, p in enumerate(got) if not math.isnan(p)) == sorted(tested)
+    holm_p = comparisons.adjusted(family)
+    ablation = ablation_table(runs, holm_p).set_index("variant")
+    road = family_table(runs, "roadmap", holm_p).set_index("variant")
+    assert road.loc["road1_input", "p_holm"] == ablation.loc["unit_input", "p_holm"] == \
+        pytest.approx(expected[at[("unit_input", "paper")]])
+    assert ablation.loc["sgd", "p_fisher_holm"] == pytest.approx(expected[len(pairs) + at[("sgd", "paper")]])
+    text = comparisons.markdown(family, 4, 20, 60000)
+    assert "of 78 tests" in text and "| tanh | paper | 2 of 3 | 4 of 4 |" in text
 
 
 def test_the_ablation_figure_marks_runs_that_do_not_train_and_averages_only_those_that_do(tmp_path, monkeypatch):
@@ -147,9 +193,9 @@ def test_the_ablation_figure_marks_runs_that_do_not_train_and_averages_only_thos
     monkeypatch.setattr(report, "save_figure", lambda fig, path: drawn.setdefault(path.name, fig) and path)
     monkeypatch.setattr(report, "by_variant", lambda out, runs: {})  # no run folders: no per-pass figures
     runs = fake_runs({"paper": [1.02, 0.99, 1.16], "relu": [90.18, 90.20, 2.76, 2.50]})
-    report.figures(tmp_path, runs, ablation_table(runs), data_dir=tmp_path / "no-mnist")
+    report.figures(tmp_path, runs, ablation_table(runs, holm_of(runs)), data_dir=tmp_path / "no-mnist")
     ax = drawn["ablation.png"].axes[0]
-    relu_row = list(ablation_table(runs).variant).index("relu")
+    relu_row = list(ablation_table(runs, holm_of(runs)).variant).index("relu")
     means = {}  # the errorbar markers: one per variant with 2 runs that train, at their mean
     for line in ax.lines:
         x, y = line.get_xdata(), line.get_ydata()
@@ -167,18 +213,19 @@ def test_a_family_table_compares_each_variant_with_its_own_base():
 
     # the road: paper -> road1_input -> road2_init; road2 is compared with road1, not with paper
     runs = fake_runs({"paper": [1.02, 0.99, 1.16], "road1_input": [1.50, 1.60, 1.55],
+                      "unit_input": [1.50, 1.60, 1.55],  # the same config: collect_runs gives both names its runs
                       "road2_init": [1.52, 1.58, 90.1]})
-    table = family_table(runs, "roadmap").set_index("variant")
+    table = family_table(runs, "roadmap", holm_of(runs)).set_index("variant")
     assert table.loc["paper", "base"] == "" and math.isnan(table.loc["paper", "p_holm"])
     assert table.loc["road1_input", "base"] == "paper" and table.loc["road2_init", "base"] == "road1_input"
     w1 = welch_interval([1.50, 1.60, 1.55], [1.02, 0.99, 1.16])
     w2 = welch_interval([1.52, 1.58], [1.50, 1.60, 1.55])  # the run at 90.1% does not train
     assert table.loc["road2_init", "diff"] == pytest.approx(w2.diff)
-    assert tuple(table.loc[["road1_input", "road2_init"], "p_holm"]) == pytest.approx(tuple(holm([w1.p, w2.p])))
+    assert table.loc["road2_init", "p_holm"] >= w2.p and table.loc["road1_input", "p_holm"] >= w1.p  # adjusted
     assert w1.low > 0.1 and table.loc["road1_input", "vs_paper_uncertainty"] == "beyond"
     assert table.loc["road2_init", "vs_paper_uncertainty"] == ("inside" if -0.1 <= w2.low and w2.high <= 0.1
                                                               else "undecided")
-    text = family_markdown(table.reset_index(), "roadmap", 20, 20, 60000)
+    text = family_markdown(table.reset_index(), "roadmap", 20, 20, 60000, "over the family")
     assert "`road3_output`" in text.splitlines()[-1]  # the steps without runs are named
     row = next(line for line in text.splitlines() if line.startswith("| road2_init"))
     assert "2 of 3" in row and "2 (3)" in row
