@@ -124,17 +124,16 @@ class TensorBoardLog:
         self.close()
 
 
-TRAIN_LABEL = "train"  # experiments.train's default --label: it says nothing of the config
+TRAIN_LABEL = "train"  # what runs stored before experiments.train named them by their variant are labelled
 
 
 def run_label(label: str, config) -> str:
-    """The name a stored run is shown under: its label, except that a run labelled `train`
-    takes the name of the ablation variant whose config it has (at the run's own passes and
-    training-set size), if there is one; `ablate` already labels its runs by variant."""
-    from .variants import VARIANTS, budget
+    """The name a stored run is shown under: its label, except that a run labelled `train` (by
+    experiments.train before it named runs by variant) takes the name of the ablation variant
+    whose config it has (experiments.variants.label_of)."""
+    from .variants import label_of
 
-    if label != TRAIN_LABEL:
-        return label
+    return label_of(config, label) if label == TRAIN_LABEL else label
     for name, variant in VARIANTS.items():
         if budget(variant.config, config.epochs, config.train_size).replace(seed=config.seed) == config:
             return name

@@ -27,6 +27,7 @@ from .common import (
     resolve_device, threads_option,
 )
 from .grid import train_runs
+from .variants import label_of
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: a run is being trained by another process; try again later
 
@@ -39,7 +40,8 @@ EXIT_BUSY = 75  # EX_TEMPFAIL: a run is being trained by another process; try ag
               help=SET_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default="results/runs", show_default=True,
               help="Folder of run folders.")
-@click.option("--label", default="train", show_default=True, help="Name stored with the run.")
+@click.option("--label", default=None, help="Name stored with the run (default: the variant of "
+              "experiments/variants.py whose config it has, else `train`).")
 @click.option("--tensorboard", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Also log each run to TensorBoard as it trains, under DIR/<label>/seed<N> (the default label: "
                    "the variant whose config the run has, if any; needs the tensorboard extra).")
@@ -55,6 +57,7 @@ def main(seeds, epochs, overrides, out, label, tensorboard, data_dir, device, th
     if epochs is not None:
         changes["epochs"] = epochs
     config = LeNetConfig(**changes)
+    label = label or label_of(config)
     device = resolve_device(device)
     root = check_writable(out)
     data = load_mnist(data_dir)

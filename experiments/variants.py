@@ -224,3 +224,13 @@ def family(name: str) -> list:
 def budget(config: LeNetConfig, epochs: int, train_size: int) -> LeNetConfig:
     """The variant's config with the run's budget (passes and training-set size)."""
     return config.replace(epochs=epochs, train_size=train_size)
+
+
+def label_of(config: LeNetConfig, default: str = "train") -> str:
+    """The name of the variant whose config `config` is (at its own passes and training-set
+    size, any seed), or `default`: what a run trained by `python -m experiments.train` is
+    labelled, so that a run of `paper`'s config is `paper` whichever command trained it."""
+    for name, variant in VARIANTS.items():
+        if budget(variant.config, config.epochs, config.train_size).replace(seed=config.seed) == config:
+            return name
+    return default

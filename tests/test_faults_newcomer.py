@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,3 +264,15 @@ def test_an_interrupt_says_what_is_kept_on_a_line_of_its_own():
     assert result.exit_code == 130
     assert "\ninterrupted: every pass that had finished is saved" in result.output
     assert "starts over" in result.output
+
+
+def test_a_run_is_labelled_by_the_variant_whose_config_it_has():
+    """`paper` seeds 0 and 1 were stored as `train` (experiments.train's old default label)."""
+    from experiments.variants import VARIANTS, label_of
+    from lenet1998.config import LeNetConfig
+
+    assert label_of(LeNetConfig(seed=3)) == "paper"
+    assert label_of(VARIANTS["relu"].config.replace(epochs=2, train_size=500)) == "relu"
+    assert label_of(LeNetConfig(eta_schedule=((1, 1e-3),))) == "train"
+    for path in (Path(__file__).parents[1] / "results" / "runs").glob("*/config.json"):
+        assert json.loads(path.read_text())["label"] != "train", path
