@@ -134,10 +134,6 @@ def run_label(label: str, config) -> str:
     from .variants import label_of
 
     return label_of(config, label) if label == TRAIN_LABEL else label
-    for name, variant in VARIANTS.items():
-        if budget(variant.config, config.epochs, config.train_size).replace(seed=config.seed) == config:
-            return name
-    return label
 
 
 def export_runs(runs_root: Path, logdir: Path) -> list:
