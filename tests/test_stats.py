@@ -308,3 +308,28 @@ def test_the_paper_gap_counts_the_seeds_at_or_below_the_papers_value():
     assert "1.037 ± 0.138" in paper  # mean 1.0375 - 3e-9 and std (ddof=1) of the four seeds
     dist = next(line for line in text.splitlines() if line.startswith("| paper+distortions |"))
     assert "| 1 of 2 |" in dist
+
+
+def test_the_engine_check_pairs_each_seed_with_its_committed_run():
+    """results/engine_check.md: new minus old by seed over the seeds where both train, the paired t
+    interval and test (Holm over the variants), and the trained fractions by Fisher."""
+    from scipy.stats import fisher_exact, ttest_rel
+
+    from experiments.engine_check import markdown, paired_table
+
+    def rows(errors, commit):
+        return pd.DataFrame([{"variant": v, "seed": s, "status": "ok", "test_error": e, "engine": "kernel",
+                              "git_commit": commit} for v, es in errors.items() for s, e in enumerate(es)])
+
+    old = rows({"paper": [1.02, 0.99, 1.16, 1.05], "relu": [90.2, 2.1, 2.5, 90.1]}, "aaa")
+    new = rows({"paper": [1.00, 1.05, 1.10], "relu": [2.2, 2.0, 90.2, 2.4]}, "bbb")  # paper: 3 seeds so far
+    table = paired_table(old, new).set_index("variant")
+    paper, relu = table.loc["paper"], table.loc["relu"]
+    assert paper.pairs == 3 and paper["diff"] == pytest.approx(np.mean([-0.02, 0.06, -0.06]))
+    assert paper.p_paired == pytest.approx(ttest_rel([1.00, 1.05, 1.10], [1.02, 0.99, 1.16]).pvalue)
+    assert relu.pairs_both_train == 1 and math.isnan(relu.p_paired)  # seed 1 only: no interval
+    assert (relu.old_trains, relu.new_trains) == (2, 3)
+    assert relu.p_fisher == pytest.approx(fisher_exact([[3, 1], [2, 2]]).pvalue)
+    assert paper.p_holm == pytest.approx(paper.p_paired) and paper.agrees == (paper.p_holm >= 0.05)
+    text = markdown(table.reset_index(), 20, 60000)
+    assert "7 of 170 pairs" in text and "| relu | 4 | 1 |" in text and "`avg_pool`" in text.splitlines()[-1]
