@@ -484,3 +484,29 @@ def test_the_plan_fills_the_kernels_lanes():
             assert sum(blocks(n) for n in sizes) == blocks(sum(sizes)), (seeds, sizes)
             assert sum(n % lane_width() != 0 for n in sizes) <= 1, (seeds, sizes)
     assert blocks(16, 8) == 2 and blocks(17, 8) == 3 and blocks(1, 8) == 1 and blocks(17, 16) == 2
+
+
+def test_the_timing_split_compares_each_group_with_what_the_bench_implies(monkeypatch):
+    """A step costs what its lanes cost, filled or not: a bench row of K_b replicas on L_b lanes
+    implies rate x (K / K_b) x (L_b / L) for a group of K on L lanes (experiments.timing.bench_rate)."""
+    import pandas as pd
+
+    from experiments import grid, timing
+
+    monkeypatch.setattr(grid, "width_for", lambda k: 8 if k <= 8 or k > 16 else 16)
+    bench = pd.DataFrame([
+        {"device": "cpu", "case": "2 processes side by side: fit, kernel", "replicas": 3, "width": 8,
+         "patterns_per_s_total": 20_000.0},
+        {"device": "cpu", "case": "2 processes side by side: fit, kernel", "replicas": 16, "width": 16,
+         "patterns_per_s_total": 48_000.0},
+        {"device": "cpu", "case": "fit, Adam b=64, lockstep (kernel)", "replicas": 6, "width": 8,
+         "patterns_per_s_total": 16_000.0},
+    ])
+    rate, case = timing.bench_rate(bench, 1, minibatch=False, mixed=False)
+    assert rate == pytest.approx(10_000 / 3) and "K=3" in case  # one 8-lane block, a third of it filled
+    rate, _ = timing.bench_rate(bench, 12, minibatch=False, mixed=False)
+    assert rate == pytest.approx(24_000 * 12 / 16)  # one 16-lane block
+    rate, _ = timing.bench_rate(bench, 3, minibatch=True, mixed=False)
+    assert rate == pytest.approx(16_000 / 2)  # one process, the same 8 lanes
+    rate, case = timing.bench_rate(bench, 20, minibatch=False, mixed=False)
+    assert "K=16" in case and rate == pytest.approx(24_000 * 20 / 16 * 16 / 24)  # three 8-lane blocks: 24 lanes
