@@ -163,6 +163,6 @@ def test_report_format_latex_writes_a_booktabs_table_beside_md_and_csv(out, data
     for command in (r"\begin{tabular}", r"\toprule", r"\midrule", r"\bottomrule", r"\end{tabular}"):
         assert command in tex
     row = next(line for line in tex.splitlines() if line.startswith(r"\texttt{paper}"))
-    assert row.endswith(r"\\") and row.count("&") == 6 and "%" not in row.replace(r"\%", "")
+    assert row.endswith(r"\\") and row.count("&") == 7 and "%" not in row.replace(r"\%", "")
     result = CliRunner().invoke(report, ["--help"])
     assert "--format" in result.output and "latex" in result.output

@@ -6,8 +6,9 @@ generated sections of README.md and REPRODUCING.md. A file that drifts from its 
 Not regenerated here, by name: the figures (PNG/PDF) and the released weights (binary; the
 weights are checked against their checkpoints in tests/test_pretrained_and_predict.py), and the
 measurements, which only a new measurement remakes: bench.md/.csv, kernel_bench_variants*.md,
-profile.md, and the check folders engine-check/, mixed-check/, timing-2pass*/ (each has its own
-runs and command, REPRODUCING.md "Commands").
+profile.md, and the check folders engine-check/, mixed-check/, timing-2pass*/, timing-grid/ and
+engine_check/ (each has its own runs and command, REPRODUCING.md "Commands"; engine_check.md
+at the top, paired with runs/, is regenerated).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ RESULTS = REPO / "results"
 REPORT_FILES = ("runs.csv", "ablation.csv", "ablation.md", "ablation.tex", "paper.csv", "paper_run.csv", "paper_run.md",
                 "seed_plan.csv", "seed_plan.md", "add_one_in.csv", "add_one_in.md", "roadmap.csv", "roadmap.md",
                 "open_questions.csv", "open_questions.md", "machine_time.md", "paper_gap.md", "fingerprints.md",
-                "fingerprints.csv", "trainsize.csv", "trainsize.md")
+                "fingerprints.csv", "trainsize.csv", "trainsize.md", "comparisons.csv", "comparisons.md") + \
+    (("engine_check.csv", "engine_check.md") if (RESULTS / "engine_check.md").is_file() else ())
 NOT_REGENERATED = ("bench.md", "bench.csv", "kernel_bench_variants.md", "kernel_bench_variants_k10.md", "profile.md")
 
 
@@ -36,6 +38,9 @@ def regenerated(tmp_path_factory):
     README.md and REPRODUCING.md whose generated sections the report rewrites."""
     out = tmp_path_factory.mktemp("results")
     (out / "runs").symlink_to(RESULTS / "runs", target_is_directory=True)
+    if (RESULTS / "engine_check" / "runs").is_dir():  # the pinned commit's runs (experiments/engine_check.py)
+        (out / "engine_check").mkdir()
+        (out / "engine_check" / "runs").symlink_to(RESULTS / "engine_check" / "runs", target_is_directory=True)
     (out / "fingerprints").mkdir()
     shutil.copy2(RESULTS / "fingerprints" / "pass1.csv", out / "fingerprints" / "pass1.csv")
     docs = tmp_path_factory.mktemp("docs")
