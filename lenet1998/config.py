@@ -37,6 +37,7 @@ from .data import INPUT_CODING
 from .init import BIAS_INIT, INIT, SUBSAMPLING_INIT
 from .layers import C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING, SUBSAMPLING_H
 from .loss import LOSSES, LOSSES_FOR_OUTPUT, OUTPUT_SEEDS
+from .networks import NETWORKS
 from .patterns import DISTORTIONS, HESSIAN_SAMPLE, ORDER
 from .registry import ConfigError
 from .sdlm import REESTIMATE, STEP_RULES
@@ -57,7 +58,7 @@ REGISTRIES = {
     "loss": LOSSES, "optimizer": STEP_RULES, "init": INIT, "bias_init": BIAS_INIT,
     "input_coding": INPUT_CODING, "order": ORDER, "distortions": DISTORTIONS,
     "sdlm_subsampling_h": SUBSAMPLING_H, "subsampling_init": SUBSAMPLING_INIT, "sdlm_output_seed": OUTPUT_SEEDS,
-    "sdlm_reestimate": REESTIMATE, "sdlm_sample": HESSIAN_SAMPLE,
+    "sdlm_reestimate": REESTIMATE, "sdlm_sample": HESSIAN_SAMPLE, "network": NETWORKS,
 }
 CHOICES = {name: tuple(registry) for name, registry in REGISTRIES.items()}
 
@@ -75,6 +76,7 @@ class LeNetConfig:
     """Every choice of one run. The defaults are the paper's LeNet-5 trained on MNIST."""
 
     # --- architecture (Sec. II-B) ---
+    network: str = "lenet5"  # LeNet-5, or another network of Fig. 9 (lenet1998/networks.py)
     squashing: str = "scaled_tanh"  # f(a) = 1.7159 tanh(2/3 a) on C1..F6 (Eq. 6)
     subsampling: str = "trainable_average"  # S2/S4: coef * average(2x2) + bias, then f
     c3_table: str = "paper"  # Table I connection scheme
@@ -174,6 +176,9 @@ def validate(c: LeNetConfig) -> None:
             f"loss={c.loss!r} needs another output layer: output={c.output!r} works with "
             f"loss in {list(LOSSES_FOR_OUTPUT[c.output])}"
         )
+    if c.network != "lenet5" and (c.output, c.loss) != ("targets", "mle"):
+        raise ConfigError(f"network={c.network!r} ends in 10 units trained toward +-1 targets: it needs "
+                          "output='targets' and loss='mle' (lenet1998/networks.py)")
     if c.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {c.epochs}")
     if c.batch_size < 1:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import LeNetConfig
 from .init import init_layer
 from .layers import (C3_TABLES, OUTPUT, SQUASHING, SUBSAMPLING, SUBSAMPLING_H, Conv, FullyConnected, Identity, Pool,
                      RBFOutput, TrainableSubsampling)
@@ -29,11 +28,79 @@ PAPER_COUNTS = {
 PAPER_TOTALS = (60000, 340908)
 
 
-class LeNet5(nn.Module):
+class Network(nn.Module):
+    """What every network of the paper shares: named stages in forward order (`stage_names`,
+    each a linear part in `layers` and its squashing in `activations`), an output `head`, and
+    the machinery around them (SDLM's trace, prediction, initialisation, state, counts). LeNet5
+    below; the other networks of Fig. 9 in lenet1998/networks.py."""
+
+    stage_names: tuple = ()
+
+    def stage(self, name, x, trace=None):
+        """One layer: its linear part a (Eq. 5), then its squashing f(a) (Eq. 6)."""
+        layer = self.layers[name]
+        a = layer.linear(x, self.params(name))
+        if trace is not None:
+            trace.append((layer, self.activations[name], x, a))
+        return self.activations[name](a)
+
+    def params(self, name):
+        layer = self.head if name == "head" else self.layers[name]
+        return tuple(layer.parameters())
+
+    def predict(self, out):
+        """The class of each output: smallest RBF penalty, or largest logit."""
+        return self.head.predict(out)
+
+    def trainable_layers(self):
+        """(name, layer) of every layer with parameters, in forward order."""
+        named = [(n, self.layers[n]) for n in self.stage_names] + [("OUTPUT", self.head)]
+        return [(n, l) for n, l in named if list(l.parameters())]
+
+    @torch.no_grad()
+    def initialize(self, seed=None):
+        """Draw every parameter from one generator seeded with `seed` (default: config.seed),
+        layer by layer in forward order, by the config's rules (Appendix A; lenet1998/init.py)."""
+        g = torch.Generator().manual_seed(int(self.config.seed if seed is None else seed))
+        for _, layer in self.trainable_layers():
+            init_layer(layer, self.config.init, self.config.bias_init, g, self.config.subsampling_init)
+        return self
+
+    def state(self):
+        """The parameters by name, detached copies (what run folders store)."""
+        return {name: p.detach().clone() for name, p in self.named_parameters()}
+
+    @torch.no_grad()
+    def load_state(self, state):
+        """Load parameters by name; a stored tensor of another shape but the same size (e.g.
+        F6 as (1, 84, 120) in checkpoints of version 0.1) is reshaped."""
+        for name, p in self.named_parameters():
+            p.copy_(state[name].reshape(p.shape).to(p.device, p.dtype))
+
+    def counts(self):
+        """{layer: (trainable parameters, connections)}, and the totals (connections: the
+        multiply-adds of one recognition, biases counted as connections, as Sec. II-B does)."""
+        trace = []
+        with torch.no_grad():
+            self.forward(torch.zeros(1, 1, 32, 32, device=next(self.parameters()).device), trace)
+        out = {}
+        for (layer, _, _, a), name in zip(trace, self.stage_names):
+            out[name] = layer.count(tuple(a.shape[-2:]) if a.dim() == 4 else (1, 1))
+        out["OUTPUT"] = self.head.count()
+        out["total"] = tuple(sum(v[i] for v in out.values()) for i in range(2))
+        return out
+
+
+class LeNet5(Network):
     """One LeNet-5 with every paper piece chosen by `config`."""
 
-    def __init__(self, config: LeNetConfig = LeNetConfig()):
+    stage_names = STAGES
+
+    def __init__(self, config=None):
+        from .config import LeNetConfig  # here, not at the top: config.py names the networks (NETWORKS)
+
         super().__init__()
+        config = LeNetConfig() if config is None else config
         self.config = config
         subsampling = SUBSAMPLING[config.subsampling]
         self.layers = nn.ModuleDict({
@@ -73,60 +140,10 @@ class LeNet5(nn.Module):
             trace.append((self.head, Identity(), x, a))
         return a
 
-    def stage(self, name, x, trace=None):
-        """One layer: its linear part a (Eq. 5), then its squashing f(a) (Eq. 6)."""
-        layer = self.layers[name]
-        a = layer.linear(x, self.params(name))
-        if trace is not None:
-            trace.append((layer, self.activations[name], x, a))
-        return self.activations[name](a)
 
-    def params(self, name):
-        layer = self.head if name == "head" else self.layers[name]
-        return tuple(layer.parameters())
+def build_model(config) -> Network:
+    """An initialised network for `config` (its `network`, its seed): LeNet5, or one of the other
+    networks of Fig. 9 (lenet1998/networks.py NETWORKS)."""
+    from .networks import build
 
-    def predict(self, out):
-        """The class of each output: smallest RBF penalty, or largest logit."""
-        return self.head.predict(out)
-
-    def trainable_layers(self):
-        """(name, layer) of every layer with parameters, in forward order."""
-        named = [(n, self.layers[n]) for n in STAGES] + [("OUTPUT", self.head)]
-        return [(n, l) for n, l in named if list(l.parameters())]
-
-    @torch.no_grad()
-    def initialize(self, seed=None):
-        """Draw every parameter from one generator seeded with `seed` (default: config.seed),
-        layer by layer in forward order, by the config's rules (Appendix A; lenet1998/init.py)."""
-        g = torch.Generator().manual_seed(int(self.config.seed if seed is None else seed))
-        for _, layer in self.trainable_layers():
-            init_layer(layer, self.config.init, self.config.bias_init, g, self.config.subsampling_init)
-        return self
-
-    def state(self):
-        """The parameters by name, detached copies (what run folders store)."""
-        return {name: p.detach().clone() for name, p in self.named_parameters()}
-
-    @torch.no_grad()
-    def load_state(self, state):
-        """Load parameters by name; a stored tensor of another shape but the same size (e.g.
-        F6 as (1, 84, 120) in checkpoints of version 0.1) is reshaped."""
-        for name, p in self.named_parameters():
-            p.copy_(state[name].reshape(p.shape).to(p.device, p.dtype))
-
-    def counts(self):
-        """{layer: (trainable parameters, connections)}, and the totals."""
-        trace = []
-        with torch.no_grad():
-            self.forward(torch.zeros(1, 1, 32, 32, device=self.layers["C1"].weight.device), trace)
-        out = {}
-        for (layer, _, _, a), name in zip(trace, STAGES):
-            out[name] = layer.count(tuple(a.shape[-2:]) if a.dim() == 4 else (1, 1))
-        out["OUTPUT"] = self.head.count()
-        out["total"] = tuple(sum(v[i] for v in out.values()) for i in range(2))
-        return out
-
-
-def build_model(config: LeNetConfig) -> LeNet5:
-    """An initialised LeNet5 for `config` (its seed)."""
-    return LeNet5(config).initialize()
+    return build(config).initialize()

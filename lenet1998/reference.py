@@ -16,7 +16,7 @@ import math
 import torch
 
 from .loss import LOSSES
-from .model import LeNet5
+from .model import build_model
 from .patterns import TrainingPatterns, test_images, validation_images
 from .sdlm import STEP_RULES
 from .record import ResumePoint, RunResult, evaluate, pass_record, timer
@@ -27,7 +27,7 @@ CHUNK = 2000  # patterns coded (or distorted) at once
 def train(config, data, device="cpu", start: ResumePoint | None = None, on_pass=None, on_progress=None) -> RunResult:
     """Train one network by `config` (its seed) and return its RunResult; on_pass(pass_number,
     result, rule_state) after every pass."""
-    model = LeNet5(config).initialize().to(device)
+    model = build_model(config).to(device)
     params = list(model.parameters())
     rule = STEP_RULES[config.optimizer](model, config)
     criterion = LOSSES[config.loss]

@@ -421,12 +421,12 @@ def load_checkpoint(path: Path):
 
 
 def load_trained(path: Path):
-    """The LeNet5 stored in a checkpoint.pt, rebuilt from its own config."""
-    from .model import LeNet5
+    """The network stored in a checkpoint.pt, rebuilt from its own config."""
+    from .networks import build
 
     try:
         config, state = load_checkpoint(path)
-        model = LeNet5(config)
+        model = build(config)
         names = [n for n, _ in model.named_parameters()]
         if sorted(names) != sorted(state):
             raise ValueError(f"its parameters {sorted(state)} do not match its config's {sorted(names)}")
@@ -453,9 +453,9 @@ def release(run_path: Path, variant: str, root: Path = RELEASED) -> Path:
     for name in ("checkpoint.pt", "config.json", "manifest.json", "metrics.csv"):
         atomic_write_bytes(target / name, (run_path / name).read_bytes())
     config, state = load_checkpoint(run_path / "checkpoint.pt")
-    from .model import LeNet5
+    from .networks import build
 
-    model = LeNet5(config)
+    model = build(config)
     model.load_state(state)  # every tensor in the model's own shape (F6 of version 0.1 was (1, 84, 120))
     write_safetensors(target / "model.safetensors", model.state_dict(), config)
     return target
@@ -491,10 +491,10 @@ def load_pretrained(variant: str = "paper", root: Path = RELEASED):
     stored config; its manifest (with the recorded test error) is `model.manifest`."""
     folder = Path(root) / variant
     if (folder / "model.safetensors").is_file():  # preferred: no pickle
-        from .model import LeNet5
+        from .networks import build
 
         config, state = read_safetensors(folder / "model.safetensors")
-        model = LeNet5(config)
+        model = build(config)
         if sorted(n for n, _ in model.named_parameters()) != sorted(state):
             raise ResultsError(f"{folder}: model.safetensors does not match its config's parameters")
         model.load_state(state)

@@ -40,7 +40,8 @@ def registry_cases():
     cases = {}
     for field, registry in REGISTRIES.items():
         for name in registry:
-            for extra in ({}, {"loss": "cross_entropy"}, {"loss": "mle"}, {"output": "linear"}, {"batch_size": 10}):
+            for extra in ({}, {"loss": "cross_entropy"}, {"loss": "mle"}, {"output": "linear"}, {"batch_size": 10},
+                          {"output": "targets", "loss": "mle"}):
                 try:
                     cases[f"{field}={name}"] = LeNetConfig().replace(**{field: name, **extra})
                     break
@@ -101,7 +102,7 @@ def test_every_case_trains_in_a_group_as_it_does_alone(small_mnist, float64):
         results = fit([configs[i] for i in group], small_mnist, engine="eager")
         for i, r in zip(group, results):
             ref = alone[names[i]]
-            assert r.engine == "eager"
+            assert r.engine == ("eager" if configs[i].network == "lenet5" else "vmap")  # networks.py: the vmap group
             for p in ref.state:
                 torch.testing.assert_close(r.state[p], ref.state[p], rtol=0, atol=TOLERANCE, msg=f"{names[i]}: {p}")
             for got, want in zip(untimed(r.history), untimed(ref.history), strict=True):
@@ -232,3 +233,21 @@ def test_minibatch_on_the_kernel_follows_the_reference_trainer(small_mnist):
         for got, want in zip(untimed(r.history), untimed(alone.history), strict=True):
             assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
             assert got["test_error"] == want["test_error"]
+
+
+def test_another_network_trains_in_a_vmap_group_as_it_does_alone(small_mnist, float64):
+    """A fully connected net of Fig. 9 (lenet1998/networks.py), per-pattern SDLM: each replica
+    of a vmap group (lenet1998/engine/vmap.py) equals its run trained alone by the reference."""
+    base = LeNetConfig(network="fc300", output="targets", loss="mle", epochs=2, train_size=PATTERNS,
+                       sdlm_samples=30, eta_schedule=((1, 2e-4),))
+    configs = [base.replace(seed=0), base.replace(seed=1, distortions="affine"), base.replace(seed=2, init="pytorch")]
+    assert len({engine.lockstep_key(c) for c in configs}) == 1
+    assert engine.lockstep_key(base.replace(squashing="tanh")) != engine.lockstep_key(base)  # one module per group
+    together = fit(configs, small_mnist)
+    for c, r in zip(configs, together):
+        alone = train_reference(c, small_mnist)
+        assert r.engine == "vmap"
+        for p in alone.state:
+            torch.testing.assert_close(r.state[p], alone.state[p], rtol=0, atol=TOLERANCE, msg=p)
+        for got, want in zip(untimed(r.history), untimed(alone.history), strict=True):
+            assert got == pytest.approx(want, rel=1e-9)

@@ -26,7 +26,7 @@ import shutil
 
 import torch
 
-from ..model import LeNet5
+from ..model import build_model
 from ..patterns import TrainingPatterns, test_images, validation_images
 from ..sdlm import STEP_RULES
 from ..record import RunResult, evaluate, pass_record, timer
@@ -44,6 +44,11 @@ CHUNK = 2000  # patterns gathered at once
 PER_RUN = ("seed", "init", "bias_init", "input_coding", "distortions", "order", "squashing", "c3_table",
            "distortion_scale", "sdlm_subsampling_h", "subsampling_init", "sdlm_output_seed", "sdlm_reestimate",
            "sdlm_output_curvature", "sdlm_samples", "sdlm_sample")
+# What the replicas of a group of another network (lenet1998/networks.py, trained by the vmap group,
+# lenet1998/engine/vmap.py, or stacked minibatch runs) may differ in: their data and start, and
+# their step rule's own readings; the network itself is one module for all of them.
+DATA_FIELDS = ("seed", "init", "bias_init", "input_coding", "distortions", "distortion_scale", "order",
+               "sdlm_output_seed", "sdlm_reestimate", "sdlm_output_curvature", "sdlm_samples", "sdlm_sample")
 
 
 def handles(config) -> bool:
@@ -55,7 +60,7 @@ def handles(config) -> bool:
 def lockstep_key(config) -> str:
     """Two per-pattern configs with the same key can train in one group."""
     d = config.to_dict()
-    for name in PER_RUN:
+    for name in PER_RUN if config.network == "lenet5" else DATA_FIELDS:
         del d[name]
     if d["subsampling"] in ("trainable_average", "trainable_sum"):
         d["subsampling"] = "trainable"
@@ -91,7 +96,11 @@ def kernel_fits(configs, device="cpu"):
 
 def make_group(configs, engine: str, device):
     """(group, path name) for `engine` ("auto": kernel where it fits on CPU, else compiled where a
-    compiler exists, else eager)."""
+    compiler exists, else eager). Another network than LeNet-5 steps in the vmap group."""
+    if configs[0].network != "lenet5":
+        from .vmap import VmapGroup
+
+        return VmapGroup(configs, device), "vmap"
     if engine in ("auto", "kernel"):
         ok, why = kernel_fits(configs, device)
         if ok:
@@ -109,7 +118,7 @@ def train_group(configs, data, device="cpu", starts=None, on_pass=None, on_progr
     configs = check_group(configs)
     K, c0, n = len(configs), configs[0], configs[0].train_size
     starts = starts or [None] * K
-    nets = [LeNet5(c).initialize().to(device) for c in configs]
+    nets = [build_model(c).to(device) for c in configs]
     rules = [STEP_RULES[c.optimizer](net, c) for net, c in zip(nets, configs)]
     codings = {c.input_coding for c in configs}
     plain = c0.replace(distortions="none", distortion_scale=1.0)  # the originals, shared by every run's pool

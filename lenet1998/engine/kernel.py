@@ -496,6 +496,8 @@ def unsupported(configs, device="cpu", minibatch: bool = False) -> str:
     if str(device) != "cpu":
         return f"the kernel runs on the CPU, not {device}"
     for c in configs:
+        if c.network != "lenet5":
+            return f"the kernel covers LeNet-5's layer shapes only, not network={c.network!r}"
         if not ((c.output == "rbf" and c.loss in ("map", "mle")) or (c.output == "linear" and c.loss == "cross_entropy")
                 or (c.output == "targets" and c.loss == "mle")):
             return ("the kernel covers the RBF output with the MAP or MLE criterion, the 2009 demo's +-1 targets "

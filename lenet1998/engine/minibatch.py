@@ -29,15 +29,13 @@ import torch
 from torch.func import functional_call, vmap
 
 from ..loss import LOSSES
-from ..model import LeNet5
+from ..model import build_model
 from ..patterns import TrainingPatterns, test_images, validation_images
 from ..record import RunResult, evaluate, pass_record, timer
 from ..reference import CHUNK
 from .replicas import stack, stacked_name, unstack
 
 PATHS = ("kernel", "vmap")
-# What the replicas of a vmap group may differ in: their data and start, not their network.
-DATA_FIELDS = ("seed", "init", "bias_init", "input_coding", "distortions", "distortion_scale", "order")
 
 
 def groupable(config) -> bool:
@@ -49,7 +47,7 @@ def path(configs, device="cpu", engine: str = "auto") -> str:
     """The gradient path of a group: "kernel" where the C kernel covers the network here (on the
     CPU, in float32, engine "auto" or "kernel"), "vmap" where the replicas share their network,
     "" where neither (the runs then train one after the other)."""
-    from . import kernel, lockstep_key
+    from . import DATA_FIELDS, kernel, lockstep_key
 
     configs = list(configs)
     if len(configs) < 2 or not all(groupable(c) for c in configs) or len(set(configs)) < len(configs):
@@ -80,7 +78,7 @@ def train_group(configs, data, device="cpu", on_pass=None, on_progress=None, eng
     if not how:
         raise ValueError("these runs cannot train in one minibatch group (lenet1998.engine.minibatch.path)")
     K, c0 = len(configs), configs[0]
-    nets = [LeNet5(c).initialize().to(device) for c in configs]
+    nets = [build_model(c).to(device) for c in configs]
     stacked = {n: t.clone().requires_grad_() for n, t in stack(nets).items()}  # in named_parameters order
     opt = torch.optim.Adam(list(stacked.values()), lr=c0.step_size(1))
     sets = [TrainingPatterns(c, data, device) for c in configs]
