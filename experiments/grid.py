@@ -298,6 +298,10 @@ class Progress:
         if (sys.stderr.isatty() if bar is None else bar) and total:
             from tqdm import tqdm
 
+            # A thread lock, not tqdm's default process-shared one: a worker stopped by SIGTERM
+            # (Ctrl-C on ablate) cannot release a semaphore, and the resource tracker then warns
+            # of "leaked semaphore objects" at exit. Each worker draws its own bar (`position`).
+            tqdm.set_lock(threading.RLock())
             self.bar = tqdm(total=total, desc=name[:40], unit="pattern", unit_scale=True, position=position,
                             leave=False, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
 

@@ -2,6 +2,7 @@
 them; a broken finished run is moved aside and retrained."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,31 @@ def test_report_format_latex_writes_a_booktabs_table_beside_md_and_csv(out, data
     assert row.endswith(r"\\") and row.count("&") == 7 and "%" not in row.replace(r"\%", "")
     result = CliRunner().invoke(report, ["--help"])
     assert "--format" in result.output and "latex" in result.output
+
+
+def test_a_stopped_worker_with_a_progress_bar_leaks_no_semaphore(tmp_path):
+    """ablate's Ctrl-C terminates its workers; a worker's tqdm bar must not leave a semaphore for
+    the resource tracker to warn about ("leaked semaphore objects") at exit."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "stop.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing, time
+        def worker():
+            from experiments.grid import Progress
+            Progress("group", 100, bar=True)
+            time.sleep(60)
+        if __name__ == "__main__":
+            p = multiprocessing.get_context("spawn").Process(target=worker)
+            p.start()
+            time.sleep(6)
+            p.terminate()
+            p.join()
+    """))
+    repo = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=repo,
+                          env={**__import__("os").environ, "PYTHONPATH": repo})
+    assert done.returncode == 0, done.stderr
+    assert "leaked semaphore" not in done.stderr, done.stderr
