@@ -35,6 +35,7 @@ from lenet1998.data import load_mnist
 from lenet1998.results import RunFolder, check_writable
 
 from .common import (
+    command,
     data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, resolve_device,
 )
 from .grid import (
@@ -78,7 +79,7 @@ def validate_names(ctx, param, names):
     return names
 
 
-@click.command()
+@command()
 @click.option("--all", "run_all", is_flag=True, help="Run every variant.")
 @click.option("--only", "names", multiple=True, callback=validate_names, help="Run this variant (repeatable).")
 @click.option("--family", "families", multiple=True, type=click.Choice(list(FAMILY_SEEDS)),

@@ -51,7 +51,7 @@ from lenet1998.engine import CHUNK, kernel, kernel_fits
 from lenet1998.engine.replicas import GroupNet
 from lenet1998.train import fit
 
-from .common import data_dir_option, one_line_errors
+from .common import command, data_dir_option, one_line_errors
 from .variants import VARIANTS
 
 GRID_CASE = "2 processes side by side: fit, the grid's mixed group"
@@ -203,7 +203,7 @@ def plain_minibatch(data_dir, patterns, batch, device):
     return time.perf_counter() - start
 
 
-@click.command()
+@command()
 @click.option("--patterns", type=click.IntRange(min=100, max=60000), default=3000, show_default=True,
               help="Patterns per replica in each per-pattern case.")
 @click.option("--replicas", "replica_counts", type=click.IntRange(min=1), multiple=True,

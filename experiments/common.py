@@ -100,6 +100,48 @@ def exit_if_all_failed(folders) -> None:
         sys.exit(1)
 
 
+class OneLineErrors:
+    """A click command (or group) whose every error reads like the library's: one line on
+    stderr, `error: <what>` (a bad command line adds where to look: --help), exit code 2 for a
+    bad command line, 1 for a failed action; click's own four-line usage block is not printed."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+
+
+class OneLineCommand(OneLineErrors, click.Command):
+    pass
+
+
+class OneLineGroup(OneLineErrors, click.Group):
+    command_class = OneLineCommand
+
+
+def command(**kwargs):
+    """click.command with one-line errors (OneLineCommand): every command line of experiments/."""
+    return click.command(cls=OneLineCommand, **kwargs)
+
+
+def group(**kwargs):
+    """click.group with one-line errors, its subcommands too."""
+    return click.group(cls=OneLineGroup, **kwargs)
+
+
 def one_line_errors(func):
     """Turn the library's expected errors into a one-line message and exit code 2."""
     @functools.wraps(func)

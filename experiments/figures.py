@@ -24,7 +24,7 @@ import pandas as pd
 from lenet1998.paper import FIG5
 from lenet1998.results import atomic_write_bytes, check_writable, read_metrics
 
-from .common import one_line_errors
+from .common import command, one_line_errors
 from .tensorboard import run_label
 from .variants import VARIANTS
 
@@ -154,7 +154,7 @@ def test_error_curves(runs_by_variant: dict, path: Path) -> list:
 test_error_curves.__test__ = False  # a figure, not a test (pytest collects test_* names it imports)
 
 
-@click.command()
+@command()
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results folder: its runs/ are drawn, its figures/ written.")
 @one_line_errors

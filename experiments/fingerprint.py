@@ -49,7 +49,7 @@ from lenet1998.patterns import TrainingPatterns
 from lenet1998.results import RunFolder, atomic_write_text, check_writable, read_metrics
 from lenet1998.sdlm import SDLM
 
-from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
+from .common import data_dir_option, device_option, engine_option, group, one_line_errors, resolve_device
 from .grid import fill_lanes, jobs_of, launch_from_options, launcher_options
 from .stats import prediction_interval
 from .tables import fmt, load_runs
@@ -461,7 +461,7 @@ def lab2009_markdown(out: Path) -> str:
 # Command line
 
 
-@click.group()
+@group()
 def main():
     """The paper's fingerprints: pass-1 steps of every reading, and the runs that check the choice."""
 

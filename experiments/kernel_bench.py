@@ -42,7 +42,7 @@ from lenet1998.model import LeNet5
 from lenet1998.results import atomic_write_text, cpu_model
 
 from .bench import plain_per_pattern
-from .common import data_dir_option, one_line_errors
+from .common import command, data_dir_option, one_line_errors
 from .variants import VARIANTS
 
 FLOP_PER_PATTERN = 1.7e6
@@ -133,7 +133,7 @@ def stages(data, n, K=8, repeats=5):
         click.echo(f"  {s:<26} {t / n * 1e6:7.1f} us")
 
 
-@click.command()
+@command()
 @click.option("--patterns", type=click.IntRange(min=10), default=2000, show_default=True,
               help="Patterns per replica in each case.")
 @click.option("--replicas", default="8,16,24,32", show_default=True, help="Kernel group sizes K.")

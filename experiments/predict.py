@@ -43,7 +43,7 @@ from lenet1998.data import ImageError, NoDigit, encode, read_image, to_mnist
 from lenet1998.loss import posteriors
 from lenet1998.results import check_writable, load_pretrained, load_trained
 
-from .common import DEVICES, one_line_errors, resolve_device
+from .common import command, DEVICES, one_line_errors, resolve_device
 
 
 def save_preview(path: Path, digit: torch.Tensor, scores: torch.Tensor, kind: str, predicted: int):
@@ -97,7 +97,7 @@ def text_line(record: dict, kind: str, rbf: bool) -> str:
     return line + ")"
 
 
-@click.command()
+@command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--variant", default="paper", show_default=True, help="A released model (results/released/).")
 @click.option("--checkpoint", type=click.Path(), default=None,

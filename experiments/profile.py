@@ -24,7 +24,7 @@ from lenet1998.model import LeNet5
 from lenet1998.results import atomic_write_text, check_writable, cpu_model
 from lenet1998.engine.replicas import TorchGroup, stack
 
-from .common import one_line_errors
+from .common import command, one_line_errors
 
 GROUPS = [  # (label, test on the profiler's event name), first match wins
     ("fused kernels: forward (conv as im2col, subsampling, squashing)", lambda n: n.startswith("graph_") and "backward" not in n and "foreach" not in n),
@@ -82,7 +82,7 @@ def render(table: pd.DataFrame, replicas: int, steps: int, ms_per_step: float) -
     return "\n".join(lines) + "\n"
 
 
-@click.command()
+@command()
 @click.option("--replicas", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--steps", type=click.IntRange(min=10), default=200, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)

@@ -15,7 +15,7 @@ import click
 
 from lenet1998.results import RELEASED, ResultsError, RunFolder, atomic_write_text, read_manifest, release
 
-from .common import one_line_errors
+from .common import command, one_line_errors
 from .variants import VARIANTS
 
 
@@ -76,7 +76,7 @@ input coding (`lenet1998.data.encode`); `model.predict(model(x))` gives the digi
 """
 
 
-@click.command()
+@command()
 @click.option("--variant", "variants", multiple=True, required=True, help="Variant to release (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--runs", type=click.Path(file_okay=False), default="results/runs", show_default=True)

@@ -29,7 +29,7 @@ from .ablation_tables import (
     ablation_latex, ablation_markdown, ablation_table, build_families, collect_runs, paper_by_engine, seed_plan,
     seed_plan_markdown,
 )
-from .common import data_dir_option, one_line_errors
+from .common import command, data_dir_option, one_line_errors
 from .docs import fill_section, readme_section, repository_docs
 from .grid import GRID as GRID_BUDGET, QUICK
 from .paper_tables import (
@@ -114,7 +114,7 @@ def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRI
     return written
 
 
-@click.command()
+@command()
 
 
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Results folder (default results/).")

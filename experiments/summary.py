@@ -11,7 +11,7 @@ import torch
 
 from lenet1998.model import PAPER_COUNTS, STAGES, LeNet5
 
-from .common import one_line_errors
+from .common import command, one_line_errors
 from .variants import VARIANTS
 
 
@@ -32,7 +32,7 @@ def layer_rows(config):
     return rows
 
 
-@click.command()
+@command()
 @click.option("--variant", default="paper", show_default=True, help="A variant of the ablation grid.")
 @one_line_errors
 def main(variant):

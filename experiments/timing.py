@@ -28,7 +28,7 @@ import pandas as pd
 from lenet1998.results import atomic_write_text, read_manifest
 
 from .grid import GRID as GRID_BUDGET, plan, schedule
-from .common import one_line_errors
+from .common import command, one_line_errors
 from .variants import GRID as VARIANTS  # `ablate --all`: today's single-factor grid
 
 
@@ -146,7 +146,7 @@ def ablate_order(groups) -> list:
     return [order.index(v) if v in order else len(order) for v in (frozenset(g.split(" + ")) for g in groups)]
 
 
-@click.command()
+@command()
 @click.option("--out", type=click.Path(file_okay=False, exists=True), required=True,
               help="The results folder of the timing run (holding runs/).")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Passes to project to.")

@@ -23,6 +23,7 @@ from lenet1998.data import load_mnist
 from lenet1998.results import RunFolder, check_writable
 
 from .common import (
+    command,
     SET_HELP, data_dir_option, device_option, engine_option, exit_if_all_failed, one_line_errors, parse_overrides,
     resolve_device, threads_option,
 )
@@ -32,7 +33,7 @@ from .variants import label_of
 EXIT_BUSY = 75  # EX_TEMPFAIL: a run is being trained by another process; try again later
 
 
-@click.command()
+@command()
 @click.option("--seed", "seeds", type=click.IntRange(min=0), multiple=True, default=(0,), show_default=True,
               help="Seed; repeat to train several seeds in lockstep.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Passes (default: the paper's 20).")

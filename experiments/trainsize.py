@@ -20,7 +20,7 @@ from lenet1998.data import load_mnist
 from lenet1998.paper import FIG6
 from lenet1998.results import RunFolder, atomic_write_text, check_writable
 
-from .common import data_dir_option, device_option, engine_option, one_line_errors, resolve_device
+from .common import command, data_dir_option, device_option, engine_option, one_line_errors, resolve_device
 from .grid import GRID as GRID_BUDGET, QUICK, jobs_of, launch_from_options, launcher_options
 from .docs import fill_section, repository_docs
 from .report_figures import save_figure
@@ -93,7 +93,7 @@ def write_tables(out: Path, runs: pd.DataFrame, epochs: int, reproducing: Path |
     return written
 
 
-@click.command()
+@command()
 @click.option("--sizes", type=click.IntRange(min=100, max=GRID_BUDGET.train_size), multiple=True,
               default=(15000, 30000, GRID_BUDGET.train_size), show_default=True,
               help="Training-set sizes (the first N patterns).")

@@ -276,3 +276,17 @@ def test_a_run_is_labelled_by_the_variant_whose_config_it_has():
     assert label_of(LeNetConfig(eta_schedule=((1, 1e-3),))) == "train"
     for path in (Path(__file__).parents[1] / "results" / "runs").glob("*/config.json"):
         assert json.loads(path.read_text())["label"] != "train", path
+
+
+@pytest.mark.parametrize("module", ["ablate", "report", "train", "predict", "bench", "fingerprint", "release"])
+def test_a_bad_command_line_is_one_error_line_in_the_librarys_style(module):
+    """click's usage errors read like the library's: `error: ...` on one line, exit 2."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", f"experiments.{module}", "--no-such-option"], capture_output=True,
+                          text=True, cwd=repo, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: No such option") and f"experiments.{module} --help" in lines[0]
