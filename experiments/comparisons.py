@@ -23,19 +23,10 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from scipy import stats as scipy_stats
-
-from .stats import holm, trains, welch_interval
-from .variants import GRID, VARIANTS
+from .stats import fraction_test, holm, trains, welch_interval
+from .variants import GRID, comparison_key as key
 
 TESTS = ("mean", "fraction")
-
-
-def _canonical() -> dict:
-    """{variant: the first variant (in definition order) with the same config}: two names for
-    one config are one side of a comparison."""
-    first = {}
-    return {name: first.setdefault(v.config, name) for name, v in VARIANTS.items()}
 
 
 def table_pairs() -> dict:
@@ -48,11 +39,6 @@ def table_pairs() -> dict:
     return out
 
 
-def key(variant: str, base: str) -> tuple:
-    canonical = _canonical()
-    return canonical[variant], canonical[base]
-
-
 def pairs() -> list:
     """Every distinct (variant, base) comparison of the report, in table order, each once (by the
     configs it compares)."""
@@ -61,14 +47,6 @@ def pairs() -> list:
         for variant, base in table:
             seen.setdefault(key(variant, base), (variant, base))
     return list(seen.values())
-
-
-def fraction_test(k: int, n: int, k_base: int, n_base: int) -> float:
-    """Two-sided p-value of Fisher's exact test of k of n runs training against k_base of n_base
-    (scipy.stats.fisher_exact); nan where a side has no runs."""
-    if n == 0 or n_base == 0:
-        return math.nan
-    return float(scipy_stats.fisher_exact([[k, n - k], [k_base, n_base - k_base]]).pvalue)
 
 
 def family(runs: pd.DataFrame) -> pd.DataFrame:

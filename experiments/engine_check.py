@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .comparisons import fraction_test
-from .stats import holm, mean_interval, trains
+from .stats import fraction_test, holm, mean_interval, trains
 from .tables import fmt, fmt_p, load_runs
 from .variants import GRID, budget
 

@@ -135,6 +135,14 @@ def holm(pvalues) -> np.ndarray:
     return adjusted
 
 
+def fraction_test(k: int, n: int, k_base: int, n_base: int) -> float:
+    """Two-sided p-value of Fisher's exact test of k of n runs training against k_base of n_base
+    (scipy.stats.fisher_exact); nan where a side has no runs."""
+    if n == 0 or n_base == 0:
+        return math.nan
+    return float(stats.fisher_exact([[k, n - k], [k_base, n_base - k_base]]).pvalue)
+
+
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of the proportion k / n (no continuity correction; the same as
     scipy.stats.binomtest(k, n).proportion_ci(method="wilson")). (nan, nan) for n = 0."""

@@ -26,7 +26,7 @@ import pandas as pd
 
 from lenet1998.results import RunFolder, read_manifest, read_metrics
 
-from .stats import trains, variant_summary, welch_interval
+from .stats import fraction_test, trains, variant_summary, welch_interval
 
 
 def trained_on(manifest: dict) -> tuple[str, str, str]:
@@ -112,7 +112,7 @@ def comparison_table(runs: pd.DataFrame, variants: dict, base_of, holm_p: dict) 
     fractions (k of n against the base's); and both p-values Holm-adjusted over the report's one
     family (holm_p: experiments.comparisons.adjusted, looked up by the configs compared; a row
     prints its adjusted p only where it has a test of its own)."""
-    from .comparisons import fraction_test, key
+    from .variants import comparison_key as key
 
     nan = float("nan")
     if not len(runs):

@@ -96,11 +96,8 @@ class LeNet5(Network):
 
     stage_names = STAGES
 
-    def __init__(self, config=None):
-        from .config import LeNetConfig  # here, not at the top: config.py names the networks (NETWORKS)
-
+    def __init__(self, config):
         super().__init__()
-        config = LeNetConfig() if config is None else config
         self.config = config
         subsampling = SUBSAMPLING[config.subsampling]
         self.layers = nn.ModuleDict({
@@ -140,10 +137,3 @@ class LeNet5(Network):
             trace.append((self.head, Identity(), x, a))
         return a
 
-
-def build_model(config) -> Network:
-    """An initialised network for `config` (its `network`, its seed): LeNet5, or one of the other
-    networks of Fig. 9 (lenet1998/networks.py NETWORKS)."""
-    from .networks import build
-
-    return build(config).initialize()

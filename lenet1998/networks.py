@@ -85,6 +85,11 @@ def build(config) -> Network:
     return NETWORKS[config.network](config)
 
 
+def build_model(config) -> Network:
+    """The initialised network of `config` (its `network`, its seed: Appendix A's draw)."""
+    return build(config).initialize()
+
+
 NETWORKS = Registry("network", {
     "lenet5": LeNet5,
     "linear": LinearClassifier,

@@ -16,7 +16,7 @@ import math
 import torch
 
 from .loss import LOSSES
-from .model import build_model
+from .networks import build_model
 from .patterns import TrainingPatterns, test_images, validation_images
 from .sdlm import STEP_RULES
 from .record import ResumePoint, RunResult, evaluate, pass_record, timer

@@ -1,7 +1,6 @@
 """K-NN, the pairwise classifier's scoring rule and the rejection rule of Fig. 10
 (lenet1998/classical.py) against hand-made cases and brute-force loops."""
 
-import itertools
 
 import pytest
 import torch

@@ -463,7 +463,7 @@ def test_ctrl_c_while_waiting_for_cluster_jobs_leaves_them_and_says_how_to_cance
 def test_the_plan_fills_the_kernels_lanes():
     """Per lockstep key, the groups take the fewest kernel blocks there are (at most one in part),
     and none is larger than max_group_default(), a whole number of blocks."""
-    from lenet1998.engine import handles, lockstep_key
+    from lenet1998.engine import handles, lockstep_key, minibatch
 
     from experiments.grid import GRID as GRID_BUDGET, blocks, lane_width, max_group_default, plan
     from experiments.variants import VARIANTS, family
@@ -475,7 +475,7 @@ def test_the_plan_fills_the_kernels_lanes():
         groups = plan(names, GRID_BUDGET, None, seeds)
         by_key = {}
         for _, runs in groups:
-            keys = {lockstep_key(c) if handles(c) else label for label, c in runs}
+            keys = {lockstep_key(c) if handles(c) or minibatch.groupable(c) else label for label, c in runs}
             assert len(keys) == 1 and len(runs) <= MAX_GROUP
             by_key.setdefault(keys.pop(), []).append(len(runs))
         for key, sizes in by_key.items():

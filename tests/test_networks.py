@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from lenet1998.config import ConfigError, LeNetConfig
-from lenet1998.model import build_model
-from lenet1998.networks import NETWORKS, PAPER_ROWS, crop
+from lenet1998.networks import NETWORKS, PAPER_ROWS, build_model, crop
 
 OTHER = [n for n in NETWORKS if n != "lenet5"]
 

@@ -269,7 +269,7 @@ def test_the_grid_machine_time_counts_each_run_once_in_its_first_family(monkeypa
 
     by_family = {"single": [run("a", 7200, 2), run("b", 3600, 1)],
                  "add_one_in": [run("c", 1800, 1), run("b", 3600, 1)],  # b: a road step = a single factor
-                 "road": [run("b", 3600, 1), run("b", 3600, 1)], "open_question": [], "fingerprint": []}
+                 "road": [run("b", 3600, 1), run("b", 3600, 1)], "open_question": [], "fingerprint": [], "fig9": []}
 
     def collect(out, seeds, epochs, train_size, variants):
         family = next(iter(variants.values())).family
@@ -279,9 +279,10 @@ def test_the_grid_machine_time_counts_each_run_once_in_its_first_family(monkeypa
     monkeypatch.setattr(report, "collect_runs", collect)
     table = report.machine_time_table("results", 20, 20, 60000).set_index("family")
     assert table.runs.to_dict() == {"single": 2, "add_one_in": 1, "road": 0, "open_question": 0, "fingerprint": 0,
-                                    "total": 3}
+                                    "fig9": 0, "total": 3}
     assert table.process_hours.to_dict() == pytest.approx(
-        {"single": 2.0, "add_one_in": 0.5, "road": 0.0, "open_question": 0.0, "fingerprint": 0.0, "total": 2.5})
+        {"single": 2.0, "add_one_in": 0.5, "road": 0.0, "open_question": 0.0, "fingerprint": 0.0, "fig9": 0.0,
+         "total": 2.5})
     assert "| total | 3 | 2.5 | 1.2 |" in report.machine_time_markdown(table.reset_index())
 
 

@@ -49,7 +49,7 @@ def diff(a: LeNetConfig, b: LeNetConfig) -> set:
 
 
 def test_every_variant_has_a_family_with_a_seed_count():
-    assert FAMILY_SEEDS == {"single": 10, "add_one_in": 10, "road": 5, "open_question": 5, "fingerprint": 10}
+    assert FAMILY_SEEDS == {"single": 10, "add_one_in": 10, "road": 5, "open_question": 5, "fingerprint": 10, "fig9": 5}
     assert all(v.family in FAMILY_SEEDS for v in VARIANTS.values())
     assert set(GRID) == set(family("single")) and "paper" in GRID and "modern+sdlm" not in GRID
     assert all(v.base in VARIANTS for v in VARIANTS.values() if v.family != "single")

@@ -26,7 +26,7 @@ import shutil
 
 import torch
 
-from ..model import build_model
+from ..networks import build_model
 from ..patterns import TrainingPatterns, test_images, validation_images
 from ..sdlm import STEP_RULES
 from ..record import RunResult, evaluate, pass_record, timer

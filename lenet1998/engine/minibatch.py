@@ -29,7 +29,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from ..loss import LOSSES
-from ..model import build_model
+from ..networks import build_model
 from ..patterns import TrainingPatterns, test_images, validation_images
 from ..record import RunResult, evaluate, pass_record, timer
 from ..reference import CHUNK
