@@ -217,7 +217,9 @@ _FIG9_NETWORKS = [("linear", "the linear classifier: 784 -> 10 weighted sums + b
                   ("fc300", "28x28-300-10, fully connected (Sec. III-C.3)", 4.7, 3.6),
                   ("fc1000", "28x28-1000-10, fully connected", 4.5, 3.8),
                   ("fc300_100", "28x28-300-100-10, fully connected (Sec. III-C.4)", 3.05, 2.50),
-                  ("fc500_150", "28x28-500-150-10, fully connected", 2.95, 2.45)]
+                  ("fc500_150", "28x28-500-150-10, fully connected", 2.95, 2.45),
+                  ("lenet1", "LeNet-1: 16x16 digits centred in 28x28, C1 4, S2, C3 12 (20 connections), S4, "
+                             "10 outputs (Sec. III-C.6)", 1.7, None)]
 _FIG9 = [v for network, what, error, distorted in _FIG9_NETWORKS for v in (
     [Variant(f"net_{network}", {"network": network, **_TARGETS}, what, paper_test_error=error)] +
     ([Variant(f"net_{network}+distortions", {"network": network, **_TARGETS, "distortions": "affine"},

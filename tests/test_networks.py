@@ -8,6 +8,7 @@ from lenet1998.config import ConfigError, LeNetConfig
 from lenet1998.networks import NETWORKS, PAPER_ROWS, build_model, crop
 
 OTHER = [n for n in NETWORKS if n != "lenet5"]
+FULLY_CONNECTED = [n for n in OTHER if n == "linear" or n.startswith("fc")]
 
 
 def config_of(network, **changes):
@@ -22,7 +23,7 @@ def recognition_cost(model):
     return params, connections - counts["OUTPUT"][1]
 
 
-@pytest.mark.parametrize("network", OTHER)
+@pytest.mark.parametrize("network", FULLY_CONNECTED)
 def test_counts_match_the_papers_figures_11_and_12(network):
     params, multiply_adds = recognition_cost(build_model(config_of(network)))
     paper = PAPER_ROWS[network]
@@ -30,6 +31,22 @@ def test_counts_match_the_papers_figures_11_and_12(network):
         assert round(params / 1000) == paper["memory_k"]
         assert round(multiply_adds / 1000) == paper["multiply_adds_k"]
     assert multiply_adds == params  # fully connected: one multiply-add per weight and bias
+
+
+def test_lenet1_has_the_papers_counts_and_sees_a_16x16_digit():
+    """Sec. III-C.6: about 2,600 free parameters and about 100,000 multiply-adds (Fig. 11/12:
+    100 thousand and 3 thousand); 2,578 parameters (NIPS 1989, via secondary sources)."""
+    from lenet1998.networks import small_centred
+
+    model = build_model(config_of("lenet1"))
+    params, multiply_adds = recognition_cost(model)
+    assert params == 2578 and round(params / 1000) == PAPER_ROWS["lenet1"]["memory_k"]
+    assert abs(multiply_adds - 100_000) / 100_000 < 0.05  # "about 100,000"
+    assert model.counts()["C3"][0] == 20 * 25 + 12  # 20 connections of 5x5, 12 biases
+    x = torch.full((1, 1, 32, 32), -0.1)
+    x[..., 2:30, 2:30] = 1.175  # a full-field black image in the paper's coding
+    small = small_centred(x)[0, 0]
+    assert torch.allclose(small[6:22, 6:22], torch.tensor(1.175)) and torch.allclose(small[:6], torch.tensor(-0.1))
 
 
 def test_the_linear_classifier_has_7850_parameters_and_no_squashing():
@@ -55,7 +72,7 @@ def test_a_network_without_the_target_head_is_refused():
     assert LeNetConfig().digest() == "cabe4ba7ef8e"  # the new field left every existing run's name alone
 
 
-@pytest.mark.parametrize("network", ["linear", "fc300_100"])
+@pytest.mark.parametrize("network", ["linear", "fc300_100", "lenet1"])
 def test_per_pattern_sdlm_trains_them(mnist, network):
     from lenet1998.reference import train
 
