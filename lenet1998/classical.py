@@ -17,7 +17,8 @@ Readings where the paper is silent (REPRODUCING "The other networks of Fig. 9"):
   rejection: minus the distance to the nearest training pattern of each class.
 - Pairwise: each unit is the least-squares linear fit (with a bias) of +1 on class i and -1 on
   class j over the training patterns of those two classes only ("learning by directly solving
-  linear systems", one of the methods Sec. III-C.1 says gave similar results), no seeds.
+  linear systems", one of the methods Sec. III-C.1 says gave similar results), no seeds; its
+  output enters the score as it is or squashed (UNIT_OUTPUT), chosen on a validation split.
 """
 
 from __future__ import annotations
@@ -79,12 +80,18 @@ def pairwise_fit(images, labels) -> torch.Tensor:
     return torch.stack(units)
 
 
-def pairwise_scores(units: torch.Tensor, images) -> torch.Tensor:
+# How a unit's output enters the score: as it is (a linear unit), or squashed to (-1, 1) as the
+# output of a trained sigmoid unit would be. The paper does not say; experiments/fig9.py chooses
+# on a validation split (the last 10,000 training patterns), never on the test set.
+UNIT_OUTPUT = {"linear": lambda a: a, "tanh": torch.tanh}
+
+
+def pairwise_scores(units: torch.Tensor, images, output: str = "linear") -> torch.Tensor:
     """Class i's score (n, 10): the sum of the outputs of the units i/x minus the sum of the
     outputs of the units y/i (Sec. III-C.1); the class is the largest."""
     x = pixels(images) / 255.0
     out = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1) @ units.T  # (n, 45)
-    return pairwise_combine(out)
+    return pairwise_combine(UNIT_OUTPUT[output](out))
 
 
 def pairwise_combine(out: torch.Tensor) -> torch.Tensor:

@@ -64,3 +64,11 @@ def test_rejection_drops_the_least_confident_first():
     assert rejection(scores, labels, target=34.0) == pytest.approx(25.0)  # 1 wrong of 3 kept: 33.3%
     assert rejection(scores, labels, target=50.0) == 0.0
     assert rejection(scores, torch.tensor([1, 1, 0, 0]), target=0.0) == 100.0
+
+
+def test_a_squashed_unit_votes_at_most_one():
+    g = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (100, 4, 4), generator=g, dtype=torch.uint8)
+    units = torch.randn(45, 17, generator=g, dtype=torch.float64) * 100  # outputs far beyond +-1
+    linear, squashed = pairwise_scores(units, images, "linear"), pairwise_scores(units, images, "tanh")
+    assert squashed.abs().max() <= 9.0 < linear.abs().max()  # 9 units per class, each within (-1, 1)
