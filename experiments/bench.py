@@ -356,7 +356,7 @@ def grid_estimate(table, device="cpu", lockstep="architecture", core_only=False)
     from .variants import GRID as VARIANTS
 
     cpu = table[table.device == device]
-    kind = "kernel" if (cpu.case == "fit, per-pattern SDLM, lockstep, kernel").any() else "compiled"
+    kind = "kernel" if (cpu.case == KERNEL_CASE).any() else "compiled"
     alone = cpu[cpu.case == f"fit, per-pattern SDLM, lockstep, {kind}"].set_index("replicas").patterns_per_s_total
     minibatch = cpu[cpu.case.str.startswith(MINIBATCH_CASE)]
     minibatch = (minibatch[minibatch.case == minibatch.case.iloc[0]] if len(minibatch)  # the fastest path measured first

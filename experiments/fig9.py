@@ -30,8 +30,6 @@ from .common import command, data_dir_option, one_line_errors
 
 FOLDER = "fig9"
 CLASSICAL = "classical.json"
-# Fig. 9's error (%) of the rows computed here (SPEC.md section 16); K-NN's 5.0% gives no k.
-PAPER_CLASSICAL = {"knn_k1": 5.0, "knn_k3": 5.0, "pairwise": 7.6}
 
 
 VALIDATION = 10_000  # the last training patterns: the pairwise classifier's reading is chosen on them
@@ -86,11 +84,6 @@ def main(what, out, data_dir):
     for name, r in rows.items():
         click.echo(f"{name}: test error {r['test_error']:.2f}%, rejection for 0.5% error {r['rejection_0.5']:.1f}%")
     click.echo(f"wrote {target / CLASSICAL}")
-
-
-def read_classical(out: Path) -> dict:
-    path = Path(out) / FOLDER / CLASSICAL
-    return json.loads(path.read_text())["rows"] if path.is_file() else {}
 
 
 if __name__ == "__main__":

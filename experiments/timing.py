@@ -20,6 +20,7 @@ while the grid ran ("<unix time> <1-min> <5-min> <15-min> ...") and states the m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -64,7 +65,7 @@ def split(runs_root: Path) -> pd.DataFrame:
         metrics = pd.read_csv(done.parent / "metrics.csv")
         train, hessian, wall = metrics.train_time_s.sum(), metrics.hessian_time_s.fillna(0).sum(), metrics.wall_time_s.sum()
         replicas = segment.get("replicas_in_group", m.get("replicas_in_group", 1))
-        config = pd.read_json(done.parent / "config.json", typ="series")
+        config = json.loads((done.parent / "config.json").read_text())
         rows[group] = {"group": group, "replicas": replicas, "passes": len(metrics),
                        "minibatch": int(config["batch_size"]) > 1, "engine": segment.get("engine", ""),
                        "wall_time_s": m["wall_time_s"], "steps_s": train - hessian, "hessian_s": hessian,

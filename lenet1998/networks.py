@@ -22,7 +22,6 @@ net's connections equal its parameters, as in Fig. 11 and 12 (multiply-adds = me
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -93,11 +92,10 @@ SMALL = 16  # LeNet-1's digits: "down-sampled to 16x16 pixels and centered in th
 def small_centred(x):
     """(N, 1, 32, 32) coded input -> (N, 1, 28, 28): the 28x28 image down-sampled to 16x16
     (area averaging) and centred in a 28x28 field of the coding's background (the padding's value)."""
-    image = crop(x)
-    small = F.interpolate(image, size=(SMALL, SMALL), mode="area")
+    background = x[..., :1, :1]  # the padding's coded value, per image
+    small = F.interpolate(crop(x), size=(SMALL, SMALL), mode="area")
     pad = (IMAGE - SMALL) // 2
-    return F.pad(small, (pad, pad, pad, pad), value=0.0) + F.pad(torch.zeros_like(small), (pad, pad, pad, pad),
-                                                                  value=1.0) * x[..., :1, :1]
+    return F.pad(small - background, (pad, pad, pad, pad)) + background
 
 
 class LeNet1(Network):

@@ -98,6 +98,9 @@ def make_group(configs, engine: str, device):
     """(group, path name) for `engine` ("auto": kernel where it fits on CPU, else compiled where a
     compiler exists, else eager). Another network than LeNet-5 steps in the vmap group."""
     if configs[0].network != "lenet5":
+        if engine == "kernel":
+            raise RuntimeError(f"engine 'kernel' cannot train this group: it covers LeNet-5's layer shapes only, "
+                               f"not network={configs[0].network!r}")
         from .vmap import VmapGroup
 
         return VmapGroup(configs, device), "vmap"

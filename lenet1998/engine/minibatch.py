@@ -35,8 +35,6 @@ from ..record import RunResult, evaluate, pass_record, timer
 from ..reference import CHUNK
 from .replicas import stack, stacked_name, unstack
 
-PATHS = ("kernel", "vmap")
-
 
 def groupable(config) -> bool:
     """Whether a run may train in a minibatch lockstep group: an Adam run."""
