@@ -235,6 +235,29 @@ def test_minibatch_on_the_kernel_follows_the_reference_trainer(small_mnist):
             assert got["test_error"] == want["test_error"]
 
 
+@pytest.mark.parametrize("network", ["linear", "fc300_100"])
+def test_the_dense_kernel_follows_the_vmap_group(small_mnist, network):
+    """The fully connected nets of Fig. 9 on the dense C kernel (lenet1998/engine/dense.py:
+    float32, one replica at a time, the first layer's update fused with the next forward) follow
+    the vmap group over two passes of a mixed group (float32, so within rounding: 1e-4)."""
+    from lenet1998.engine import dense
+
+    if not dense.available():
+        pytest.skip(f"no dense kernel here: {dense.reason()}")
+    base = LeNetConfig(network=network, output="targets", loss="mle", epochs=2, train_size=PATTERNS,
+                       sdlm_samples=30, eta_schedule=((1, 2e-4),))
+    configs = [base.replace(seed=0), base.replace(seed=1, distortions="affine"), base.replace(seed=2, init="pytorch")]
+    vmap = fit(configs, small_mnist, engine="eager")
+    fast = fit(configs, small_mnist, engine="kernel")
+    for v, f in zip(vmap, fast):
+        assert (v.engine, f.engine) == ("vmap", "dense")
+        for p in v.state:
+            torch.testing.assert_close(f.state[p], v.state[p], rtol=0, atol=1e-4, msg=p)
+        for got, want in zip(untimed(f.history), untimed(v.history), strict=True):
+            assert got["test_error"] == want["test_error"]
+            assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
+
+
 def test_another_network_trains_in_a_vmap_group_as_it_does_alone(small_mnist, float64):
     """A fully connected net of Fig. 9 (lenet1998/networks.py), per-pattern SDLM: each replica
     of a vmap group (lenet1998/engine/vmap.py) equals its run trained alone by the reference."""

@@ -107,25 +107,26 @@ def _machine() -> str:
     return text
 
 
-def _build(extra=()) -> Path:
-    """Compile kernel.c (cached by source, flags, compiler and machine); without -march=native
-    if the compiler refuses it. extra: more flags (-DLK_PROFILE)."""
+def _build(extra=(), source=SOURCE) -> Path:
+    """Compile `source` (kernel.c, or dense.c for engine/dense.py; cached by source, flags,
+    compiler and machine); without -march=native if the compiler refuses it. extra: more flags
+    (-DLK_PROFILE)."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (cc, gcc, clang or $CC)")
     errors = []
     for flags in (list(FLAGS) + list(extra), [f for f in FLAGS if f != "-march=native"] + list(extra)):
-        key = _source_key(*flags)
+        key = _source_key(*flags, source=source)
         folder = _cache_dir()
-        target = folder / f"lenet1998_kernel_{key}.so"
+        target = folder / f"lenet1998_{Path(source.name).stem}_{key}.so"
         if target.exists():
             return target
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)  # same folder: os.replace is atomic
         os.close(fd)
         try:
-            with resources.as_file(SOURCE) as source:  # a real file for the compiler, wherever the package lies
-                run = subprocess.run([cc, *flags, str(source), "-o", tmp, "-lm"], capture_output=True, text=True)
+            with resources.as_file(source) as path:  # a real file for the compiler, wherever the package lies
+                run = subprocess.run([cc, *flags, str(path), "-o", tmp, "-lm"], capture_output=True, text=True)
             if run.returncode == 0:
                 os.replace(tmp, target)  # two processes building at once: the last one wins, whole
                 return target
@@ -217,12 +218,12 @@ def width_for(K: int) -> int:
     return min(speeds, key=lambda w: (math.ceil(K / w) * w / speeds[w], w))
 
 
-def _source_key(*flags) -> str:
+def _source_key(*flags, source=SOURCE) -> str:
     """A hash of the source, the flags, the compiler and its version, and the machine: what a build
     (with its flags) and the width measurement (without) depend on."""
     cc = _compiler() or ""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout if cc else ""
-    return hashlib.sha256("\0".join([SOURCE.read_text(), *flags, cc, version, _machine()]).encode()).hexdigest()[:16]
+    return hashlib.sha256("\0".join([source.read_text(), *flags, cc, version, _machine()]).encode()).hexdigest()[:16]
 
 
 def measure_widths(replicas: int = 16, steps: int = 150) -> dict:

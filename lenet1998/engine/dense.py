@@ -1,0 +1,178 @@
+"""The lockstep group of the fully connected networks of Fig. 9 (lenet1998/networks.py
+FullyConnectedNet: the linear classifier, 28x28-300-10, -1000-10, -300-100-10, -500-150-10):
+per-pattern SDLM steps by a small C kernel (dense.c beside this file), built and cached as the
+LeNet-5 kernel is (lenet1998/engine/kernel.py).
+
+Why not lanes across replicas: these networks are nearly all first-layer weights, and each step
+reads every weight and its step and writes every weight, so a step costs its memory traffic.
+dense.c keeps one replica's weights and steps in the last-level cache and runs it through all
+the patterns of a call before the next replica (the replicas are independent: the group's
+result is the same), and fuses the first layer's update with the next pattern's forward pass.
+
+Same math as the vmap group (lenet1998/engine/vmap.py) and the reference trainer, in float32
+(tests/test_engine.py); the interface of the other groups: load / export / set_steps in the
+stacked layout, steps(xs (B, K, 32, 32), ys (B, K)) -> penalties (B, K, 10), loss (B, K).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from importlib import resources
+
+import torch
+
+from ..networks import IMAGE, FullyConnectedNet, build, crop
+
+SOURCE = resources.files(__package__) / "dense.c"
+VW = 16  # dense.c pads every layer's inputs to a multiple of this
+# A layer's squashing, as dense.c's SQ_* enum: none (the linear classifier's output), A tanh(S a), ReLU.
+SQUASHINGS = {"scaled_tanh": (1, 1.7159, 2.0 / 3.0), "tanh": (1, 1.0, 1.0), "relu": (2, 1.0, 1.0)}
+
+_lib = None
+_failure: str | None = None
+
+
+def library():
+    global _lib
+    if _lib is None:
+        from .kernel import _build
+
+        lib = ctypes.CDLL(str(_build(source=SOURCE)))
+        P, I = ctypes.c_void_p, ctypes.c_int
+        lib.dn_steps.argtypes = [I, P, P, P, P, P, P, P, P, P, P, I, P, P]
+        lib.dn_steps.restype = I
+        lib.dn_forward.argtypes = [I, P, P, P, P, P, P, P, I, P]
+        lib.dn_forward.restype = I
+        _lib = lib
+    return _lib
+
+
+def available() -> bool:
+    """True if dense.c compiles and loads here; `reason()` says why not."""
+    global _failure
+    if _failure is None:
+        try:
+            library()
+            _failure = ""
+        except Exception as e:  # no compiler, a failed build, a library that does not load
+            _failure = f"{type(e).__name__}: {e}"
+    return not _failure
+
+
+def reason() -> str:
+    available()
+    return _failure or ""
+
+
+def unsupported(configs, device="cpu") -> str:
+    """Why dense.c cannot train this group ('' if it can)."""
+    if str(device) != "cpu":
+        return f"the dense kernel runs on the CPU, not {device}"
+    if torch.get_default_dtype() != torch.float32:
+        return "the dense kernel computes in float32"
+    net = build(configs[0])
+    if not isinstance(net, FullyConnectedNet):
+        return f"the dense kernel covers the fully connected networks only, not network={configs[0].network!r}"
+    if configs[0].squashing not in SQUASHINGS:
+        return f"the dense kernel covers the squashings {list(SQUASHINGS)} only, not {configs[0].squashing!r}"
+    if not available():
+        return f"the dense kernel is not available here: {reason()}"
+    return ""
+
+
+def _padded(n: int) -> int:
+    return -(-n // VW) * VW
+
+
+def _ptrs(tensors):
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+class DenseGroup:
+    """K replicas of the fully connected network of configs[0] (they share it: lockstep_key),
+    each with its own parameters, steps and patterns, stepped by dense.c one replica at a time."""
+
+    def __init__(self, configs):
+        why = unsupported(configs)
+        if why:
+            raise ValueError(why)
+        self.K, net = len(configs), build(configs[0])
+        self.lib = library()
+        self.layers = list(net.stage_names)  # H1, H2, ..., F
+        self.sizes = [net.layers[s].in_features for s in self.layers] + [10]
+        self.names = [f"{s}.{p}" for s in self.layers for p in ("weight", "bias")]
+        kind, A, S = SQUASHINGS[configs[0].squashing]
+        kinds = [kind if s != "F" or net.squash_output else 0 for s in self.layers]
+        self.kind = torch.tensor(kinds, dtype=torch.int32)
+        self.A = torch.tensor([A] * len(self.layers), dtype=torch.float32)
+        self.S = torch.tensor([S] * len(self.layers), dtype=torch.float32)
+        self.n = torch.tensor(self.sizes, dtype=torch.int32)
+        # per replica, per layer: weights (out, padded in) and biases, their steps
+        shapes = {s: (b, _padded(a)) for s, a, b in zip(self.layers, self.sizes, self.sizes[1:])}
+        self.w = [[torch.zeros(shapes[s]) for s in self.layers] for _ in range(self.K)]
+        self.b = [[torch.zeros(shapes[s][0]) for s in self.layers] for _ in range(self.K)]
+        self.ew = [[torch.zeros(shapes[s]) for s in self.layers] for _ in range(self.K)]
+        self.eb = [[torch.zeros(shapes[s][0]) for s in self.layers] for _ in range(self.K)]
+
+    def _fill(self, w, b, stacked):
+        for k in range(self.K):
+            for i, s in enumerate(self.layers):
+                wk = stacked[f"{s}.weight"][k]
+                w[k][i][:, :wk.shape[1]] = wk
+                b[k][i][:] = stacked[f"{s}.bias"][k]
+
+    def load(self, stacked: dict) -> None:
+        self._fill(self.w, self.b, stacked)
+
+    def set_steps(self, eps: dict) -> None:
+        self._fill(self.ew, self.eb, eps)
+
+    def export(self) -> dict:
+        out = {}
+        for i, (s, a) in enumerate(zip(self.layers, self.sizes)):
+            out[f"{s}.weight"] = torch.stack([self.w[k][i][:, :a] for k in range(self.K)]).clone()
+            out[f"{s}.bias"] = torch.stack([self.b[k][i] for k in range(self.K)]).clone()
+        return out
+
+    def _inputs(self, x):
+        """(N, 32, 32) coded images -> (N, padded 784) float32: the network's 28x28 input."""
+        flat = crop(torch.as_tensor(x, dtype=torch.float32)).reshape(len(x), IMAGE * IMAGE)
+        pad = _padded(IMAGE * IMAGE) - IMAGE * IMAGE
+        return torch.nn.functional.pad(flat, (0, pad)).contiguous() if pad else flat.contiguous()
+
+    def steps(self, xs, ys):
+        """B consecutive steps: xs (B, K, 32, 32), ys (B, K) -> penalties (B, K, 10) and loss
+        (B, K) of each step's forward, before its update w -= eps g."""
+        B = xs.shape[0]
+        pen, loss = torch.zeros(self.K, B, 10), torch.zeros(self.K, B)
+        ys = torch.as_tensor(ys).to(torch.int64)
+        if ys.numel() and (int(ys.min()) < 0 or int(ys.max()) > 9):
+            raise ValueError("labels must be in 0..9")
+        for k in range(self.K):
+            x, y = self._inputs(xs[:, k].cpu()), ys[:, k].cpu().contiguous()
+            rc = self.lib.dn_steps(len(self.layers), self.n.data_ptr(), _ptrs(self.w[k]), _ptrs(self.b[k]),
+                                   _ptrs(self.ew[k]), _ptrs(self.eb[k]), self.kind.data_ptr(), self.A.data_ptr(),
+                                   self.S.data_ptr(), x.data_ptr(), y.data_ptr(), B, pen[k].data_ptr(),
+                                   loss[k].data_ptr())
+            if rc:
+                raise MemoryError("dense.c could not allocate its activations")
+        return pen.transpose(0, 1), loss.t()
+
+    def step(self, x, y):
+        """One pattern per replica: x (K, 32, 32), y (K,)."""
+        out, loss = self.steps(x.unsqueeze(0), y.unsqueeze(0))
+        return out[0], loss[0]
+
+    @torch.no_grad()
+    def forward(self, xs):
+        """Penalties of every replica on its own patterns: xs (B, K, 32, 32) -> (B, K, 10)."""
+        B = xs.shape[0]
+        pen = torch.zeros(self.K, B, 10)
+        for k in range(self.K):
+            x = self._inputs(xs[:, k].cpu())
+            rc = self.lib.dn_forward(len(self.layers), self.n.data_ptr(), _ptrs(self.w[k]), _ptrs(self.b[k]),
+                                     self.kind.data_ptr(), self.A.data_ptr(), self.S.data_ptr(), x.data_ptr(), B,
+                                     pen[k].data_ptr())
+            if rc:
+                raise MemoryError("dense.c could not allocate its activations")
+        return pen.transpose(0, 1)
