@@ -235,22 +235,23 @@ def test_minibatch_on_the_kernel_follows_the_reference_trainer(small_mnist):
             assert got["test_error"] == want["test_error"]
 
 
-@pytest.mark.parametrize("network", ["linear", "fc300_100"])
-def test_the_dense_kernel_follows_the_vmap_group(small_mnist, network):
-    """The fully connected nets of Fig. 9 on the dense C kernel (lenet1998/engine/dense.py:
-    float32, one replica at a time, the first layer's update fused with the next forward) follow
-    the vmap group over two passes of a mixed group (float32, so within rounding: 1e-4)."""
-    from lenet1998.engine import dense
+@pytest.mark.parametrize("network, path", [("linear", "dense"), ("fc300_100", "dense"), ("lenet1", "lenet1")])
+def test_the_other_networks_kernels_follow_the_vmap_group(small_mnist, network, path):
+    """The other networks of Fig. 9 on their C kernels (lenet1998/engine/dense.py: float32, one
+    replica at a time, the first layer's update fused with the next forward; engine/lenet1.py)
+    follow the vmap group over two passes of a mixed group (float32, so within rounding: 1e-4)."""
+    from lenet1998.engine import dense, lenet1
 
-    if not dense.available():
-        pytest.skip(f"no dense kernel here: {dense.reason()}")
+    kernel = {"dense": dense, "lenet1": lenet1}[path]
+    if not kernel.available():
+        pytest.skip(f"no {path} kernel here: {kernel.reason()}")
     base = LeNetConfig(network=network, output="targets", loss="mle", epochs=2, train_size=PATTERNS,
                        sdlm_samples=30, eta_schedule=((1, 2e-4),))
     configs = [base.replace(seed=0), base.replace(seed=1, distortions="affine"), base.replace(seed=2, init="pytorch")]
     vmap = fit(configs, small_mnist, engine="eager")
     fast = fit(configs, small_mnist, engine="kernel")
     for v, f in zip(vmap, fast):
-        assert (v.engine, f.engine) == ("vmap", "dense")
+        assert (v.engine, f.engine) == ("vmap", path)
         for p in v.state:
             torch.testing.assert_close(f.state[p], v.state[p], rtol=0, atol=1e-4, msg=p)
         for got, want in zip(untimed(f.history), untimed(v.history), strict=True):

@@ -17,51 +17,19 @@ stacked layout, steps(xs (B, K, 32, 32), ys (B, K)) -> penalties (B, K, 10), los
 from __future__ import annotations
 
 import ctypes
-from importlib import resources
 
 import torch
 
 from ..networks import IMAGE, FullyConnectedNet, build, crop
+from .kernel import Extension
 
-SOURCE = resources.files(__package__) / "dense.c"
 VW = 16  # dense.c pads every layer's inputs to a multiple of this
 # A layer's squashing, as dense.c's SQ_* enum: none (the linear classifier's output), A tanh(S a), ReLU.
 SQUASHINGS = {"scaled_tanh": (1, 1.7159, 2.0 / 3.0), "tanh": (1, 1.0, 1.0), "relu": (2, 1.0, 1.0)}
-
-_lib = None
-_failure: str | None = None
-
-
-def library():
-    global _lib
-    if _lib is None:
-        from .kernel import _build
-
-        lib = ctypes.CDLL(str(_build(source=SOURCE)))
-        P, I = ctypes.c_void_p, ctypes.c_int
-        lib.dn_steps.argtypes = [I, P, P, P, P, P, P, P, P, P, P, I, P, P]
-        lib.dn_steps.restype = I
-        lib.dn_forward.argtypes = [I, P, P, P, P, P, P, P, I, P]
-        lib.dn_forward.restype = I
-        _lib = lib
-    return _lib
-
-
-def available() -> bool:
-    """True if dense.c compiles and loads here; `reason()` says why not."""
-    global _failure
-    if _failure is None:
-        try:
-            library()
-            _failure = ""
-        except Exception as e:  # no compiler, a failed build, a library that does not load
-            _failure = f"{type(e).__name__}: {e}"
-    return not _failure
-
-
-def reason() -> str:
-    available()
-    return _failure or ""
+_P, _I = ctypes.c_void_p, ctypes.c_int
+EXTENSION = Extension("dense.c", {"dn_steps": ([_I] + [_P] * 10 + [_I, _P, _P], _I),
+                                  "dn_forward": ([_I] + [_P] * 7 + [_I, _P], _I)})
+available, reason = EXTENSION.available, EXTENSION.reason
 
 
 def unsupported(configs, device="cpu") -> str:
@@ -97,7 +65,7 @@ class DenseGroup:
         if why:
             raise ValueError(why)
         self.K, net = len(configs), build(configs[0])
-        self.lib = library()
+        self.lib = EXTENSION.lib()
         self.layers = list(net.stage_names)  # H1, H2, ..., F
         self.sizes = [net.layers[s].in_features for s in self.layers] + [10]
         self.names = [f"{s}.{p}" for s in self.layers for p in ("weight", "bias")]

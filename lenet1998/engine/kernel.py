@@ -165,6 +165,39 @@ def _lib(extra=(), width=None):
     return _libs[key]
 
 
+class Extension:
+    """Another C source of this folder (dense.c, lenet1.c: the other networks of Fig. 9), built
+    and cached as kernel.c is and loaded on first use. signatures: {function: (argtypes, restype)}."""
+
+    def __init__(self, filename: str, signatures: dict):
+        self.source = resources.files(__package__) / filename
+        self.signatures = signatures
+        self._lib, self._failure = None, None
+
+    def lib(self):
+        if self._lib is None:
+            lib = ctypes.CDLL(str(_build(source=self.source)))
+            for name, (argtypes, restype) in self.signatures.items():
+                getattr(lib, name).argtypes = argtypes
+                getattr(lib, name).restype = restype
+            self._lib = lib
+        return self._lib
+
+    def available(self) -> bool:
+        """True if the source compiles and loads here; `reason()` says why not."""
+        if self._failure is None:
+            try:
+                self.lib()
+                self._failure = ""
+            except Exception as e:  # no compiler, a failed build, a library that does not load
+                self._failure = f"{type(e).__name__}: {e}"
+        return not self._failure
+
+    def reason(self) -> str:
+        self.available()
+        return self._failure or ""
+
+
 _measured: dict | None = None
 
 
