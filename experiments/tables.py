@@ -46,11 +46,11 @@ def load_runs(out, configs: dict, seeds, by: str = "variant", broken: list | Non
     one-line reason goes to `broken`."""
     from pathlib import Path
 
-    from lenet1998.model import LeNet5
+    from lenet1998.networks import build
 
     rows = []
     for key, config in configs.items():
-        params, connections = LeNet5(config).counts()["total"]
+        params, connections = build(config).counts()["total"]  # the config's own network (networks.py)
         for seed in range(seeds if isinstance(seeds, int) else seeds[key]):
             folder = RunFolder(Path(out) / "runs", config.replace(seed=seed))
             if not folder.finished:

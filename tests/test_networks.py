@@ -81,3 +81,14 @@ def test_per_pattern_sdlm_trains_them(mnist, network):
     first, last = result.history[0], result.history[-1]
     assert last["train_loss"] < first["train_loss"] and last["test_error"] < 50.0
     assert set(result.state) == {n for n, _ in build_model(config).named_parameters()}
+
+
+def test_the_layer_table_counts_each_variants_own_network():
+    """`experiments.summary --variant net_lenet1` counts the variant's network, not LeNet-5's."""
+    from experiments.summary import layer_rows
+    from experiments.variants import VARIANTS
+
+    rows = layer_rows(VARIANTS["net_lenet1"].config)
+    assert [r[0] for r in rows] == ["INPUT", "C1", "S2", "C3", "S4", "F", "OUTPUT", "total"]
+    assert rows[-1][3] == 2578 and rows[-1][5] == ""  # no paper per-layer counts for LeNet-1
+    assert layer_rows(VARIANTS["paper"].config)[-1][3:] == (60000, 340908, 60000, 340908)
