@@ -2,15 +2,17 @@
 
     python -m experiments.fig9 classical     # K-NN (k = 1, 3) and the pairwise classifier, exact
     python -m experiments.ablate --family fig9   # the trained rows (lenet1998/networks.py)
-    python -m experiments.report             # results/fig9.md/.csv from both (this module's table)
+    python -m experiments.fig9 rejection     # Fig. 10 of every finished trained run, from its checkpoint
+    python -m experiments.report             # results/fig9.md/.csv/.tex and figures/fig9.png
 
 The rows not trained by back-propagation (lenet1998/classical.py) are deterministic: computed
 once on the full MNIST sets into results/fig9/classical.json, with the commit and machine that
 computed them. The trained rows come from their run folders (final pass, every seed); LeNet-5's
 rows are `paper` and `paper+distortions`. Each row: the paper's error (Fig. 9), ours, the
 difference against the paper's ±0.1, the share of test patterns rejected to reach 0.5% error
-(Fig. 10: the smallest difference of the top two scores first), and the multiply-adds per
-recognition and parameters (Fig. 11, 12) counted from the model.
+(Fig. 10: the smallest difference of the top two scores first; for a trained row, each run's
+final network on the test set, in results/fig9/rejection.json, averaged over the seeds), and the
+multiply-adds per recognition and parameters (Fig. 11, 12) counted from the model.
 """
 
 from __future__ import annotations
@@ -22,14 +24,53 @@ from pathlib import Path
 import click
 import torch
 
+import math
+
+import pandas as pd
+
 from lenet1998.classical import UNIT_OUTPUT, knn, pairwise_fit, pairwise_scores, rejection
 from lenet1998.data import load_mnist
-from lenet1998.results import atomic_write_text, check_writable, cpu_model, git_state
+from lenet1998 import networks
+from lenet1998.patterns import test_images
+from lenet1998.results import (
+    RunFolder, atomic_write_text, check_writable, cpu_model, git_state, load_trained, read_manifest,
+)
 
+from .ablation_tables import PAPER_UNCERTAINTY, latex_escape, latex_signs
 from .common import command, data_dir_option, one_line_errors
+from .stats import mean_interval
+from .tables import fmt, load_runs
+from .variants import VARIANTS, budget, family
 
 FOLDER = "fig9"
 CLASSICAL = "classical.json"
+REJECTION = "rejection.json"
+MAX_SEEDS = 20  # seeds read per trained row (paper has 20)
+
+# The rows of Fig. 9 in the paper's order: (row, source, what). source: a variant (trained rows,
+# every finished seed), "classical:<key>" (classical.json), or None (not built: the note says why).
+ROWS = [
+    ("linear", "net_linear", "784 -> 10, bias"),
+    ("pairwise", "classical:pairwise", "45 units i/j, least squares"),
+    ("K-NN Euclidean, k = 1", "classical:knn_k1", "28x28 pixels, exact"),
+    ("K-NN Euclidean, k = 3", "classical:knn_k3", "28x28 pixels, exact"),
+    ("28x28-300-10", "net_fc300", ""),
+    ("28x28-300-10 + distortions", "net_fc300+distortions", ""),
+    ("28x28-1000-10", "net_fc1000", ""),
+    ("28x28-1000-10 + distortions", "net_fc1000+distortions", ""),
+    ("28x28-300-100-10", "net_fc300_100", ""),
+    ("28x28-300-100-10 + distortions", "net_fc300_100+distortions", ""),
+    ("28x28-500-150-10", "net_fc500_150", ""),
+    ("28x28-500-150-10 + distortions", "net_fc500_150+distortions", ""),
+    ("LeNet-1 [16x16]", "net_lenet1", ""),
+    ("LeNet-5", "paper", ""),
+    ("LeNet-5 + distortions", "paper+distortions", ""),
+]
+# The paper's numbers of the rows not in lenet1998/networks.py PAPER_ROWS (Fig. 9-12, SPEC.md
+# section 16): error %, Fig. 10 rejection %, thousands of multiply-adds, thousands of variables.
+PAPER_CLASSICAL = {"pairwise": (7.6, None, 36, 35), "knn_k1": (5.0, None, None, None),
+                   "knn_k3": (5.0, None, None, None)}
+PAPER_REJECTION = {"net_lenet1": 3.7}  # Fig. 10's other bars are rows not built here (deslanted, LeNet-4)
 
 
 VALIDATION = 10_000  # the last training patterns: the pairwise classifier's reading is chosen on them
@@ -65,17 +106,63 @@ def classical_rows(data) -> dict:
     return rows
 
 
+def trained_variants() -> dict:
+    """The variants of the trained rows: the fig9 family and LeNet-5's own rows."""
+    return {n: VARIANTS[n] for n in ["paper", "paper+distortions", *family("fig9")]}
+
+
+def scores(model, config, images) -> torch.Tensor:
+    """(N, 10) scores of a trained network, the highest being its answer: minus the penalties of
+    an RBF or target head, or the logits of a linear output."""
+    with torch.no_grad():
+        out = torch.cat([model(images[s:s + 1000].unsqueeze(1)) for s in range(0, len(images), 1000)])
+    return out if config.output == "linear" else -out
+
+
+def rejection_rows(out: Path, data, known: dict) -> dict:
+    """{run folder name: {variant, seed, test_error, recorded_test_error, rejection_0.5}} of every
+    finished run of the trained rows (20 passes over 60,000 patterns, seeds below MAX_SEEDS), from
+    its final checkpoint on the test set; runs already in `known` are kept as they are."""
+    rows = dict(known)
+    coded = {}
+    for name, v in trained_variants().items():
+        for seed in range(MAX_SEEDS):
+            folder = RunFolder(out / "runs", budget(v.config, 20, 60_000).replace(seed=seed))
+            if folder.path.name in rows or not folder.finished:
+                continue
+            model = load_trained(folder.path / "checkpoint.pt")
+            if folder.config.input_coding not in coded:
+                coded[folder.config.input_coding] = test_images(folder.config, data)
+            images, labels = coded[folder.config.input_coding]
+            s = scores(model, folder.config, images)
+            rows[folder.path.name] = {
+                "variant": name, "seed": seed, "test_error": 100.0 * float((s.argmax(1) != labels).double().mean()),
+                "recorded_test_error": read_manifest(folder.path)["final_test_error"],
+                "rejection_0.5": rejection(s, labels)}
+    return rows
+
+
 @command()
-@click.argument("what", type=click.Choice(["classical"]))
+@click.argument("what", type=click.Choice(["classical", "rejection"]))
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
-              help="Results folder: writes <out>/fig9/classical.json.")
+              help="Results folder: writes <out>/fig9/classical.json or <out>/fig9/rejection.json "
+                   "(rejection reads the run folders under <out>/runs).")
 @data_dir_option
 @one_line_errors
 def main(what, out, data_dir):
-    """Compute the rows of Fig. 9 that are not trained (K-NN, k = 1 and 3; the pairwise classifier)."""
+    """Compute the rows of Fig. 9 that are not trained (classical: K-NN, k = 1 and 3; the pairwise
+    classifier), or Fig. 10's rejection of every finished trained run (rejection)."""
     torch.set_num_threads(1)
     target = check_writable(Path(out) / FOLDER)
     data = load_mnist(data_dir)
+    if what == "rejection":
+        path = target / REJECTION
+        known = json.loads(path.read_text())["runs"] if path.is_file() else {}
+        rows = rejection_rows(Path(out), data, known)
+        record = {"runs": rows, "command": "python -m experiments.fig9 rejection", **git_state()}
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        click.echo(f"wrote {path}: {len(rows)} runs ({len(rows) - len(known)} new)")
+        return
     rows = classical_rows(data)
     record = {"rows": rows, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "cpu": cpu_model(), "torch": torch.__version__, **git_state(),
@@ -84,6 +171,177 @@ def main(what, out, data_dir):
     for name, r in rows.items():
         click.echo(f"{name}: test error {r['test_error']:.2f}%, rejection for 0.5% error {r['rejection_0.5']:.1f}%")
     click.echo(f"wrote {target / CLASSICAL}")
+
+
+# --------------------------------------------------------------------------------------------
+# The table (experiments.report): results/fig9.md/.csv/.tex and figures/fig9.png
+
+
+def _read(path: Path, key: str) -> dict:
+    return json.loads(path.read_text())[key] if path.is_file() else {}
+
+
+def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = 20, train_size: int = 60_000) -> pd.DataFrame:
+    """One row per row of Fig. 9 that is built here (ROWS): the paper's numbers beside ours."""
+    classical = _read(out / FOLDER / CLASSICAL, "rows")
+    rejected = pd.DataFrame(_read(out / FOLDER / REJECTION, "runs").values(), columns=["variant", "seed", "rejection_0.5"])
+    variants = trained_variants()
+    runs = load_runs(out, {n: budget(v.config, epochs, train_size) for n, v in variants.items()}, seeds)
+    rows = []
+    for label, source, what in ROWS:
+        row = {"row": label, "source": source, "what": what}
+        if source.startswith("classical:"):
+            key = source.split(":", 1)[1]
+            paper = PAPER_CLASSICAL[key]
+            c = classical.get(key)
+            row.update(paper_error=paper[0], paper_rejection=paper[1], paper_multiply_adds_k=paper[2],
+                       paper_params_k=paper[3], n=1 if c else 0, seeds="exact" if c else "")
+            if c:
+                row.update(error=c["test_error"], error_std=math.nan, rejection=c["rejection_0.5"],
+                           multiply_adds=c["multiply_adds"], params=c["params"], difference=c["test_error"] - paper[0],
+                           diff_low=math.nan, diff_high=math.nan, errors="")
+        else:
+            v = variants[source]
+            network = v.config.network
+            paper = networks.PAPER_ROWS[network]
+            distorted = v.config.distortions != "none"
+            params, connections = networks.build(v.config).counts()["total"]
+            r = runs[(runs.variant == source) & (runs.status == "ok")] if len(runs) else runs
+            e = r.test_error.to_numpy() if len(r) else []
+            rej = rejected[(rejected.variant == source) & rejected.seed.isin(r.seed if len(r) else [])]
+            m = mean_interval(e)
+            row.update(paper_error=v.paper_test_error, paper_rejection=PAPER_REJECTION.get(source),
+                       paper_multiply_adds_k=paper["multiply_adds_k"] if not distorted else None,
+                       paper_params_k=paper["memory_k"] if not distorted else None, n=len(e),
+                       seeds=" ".join(f"{x:.2f}" for x in e), error=float(e.mean()) if len(e) else math.nan,
+                       error_std=m.std if m else math.nan,
+                       rejection=float(rej["rejection_0.5"].mean()) if len(rej) else math.nan,
+                       n_rejection=len(rej), multiply_adds=connections, params=params,
+                       difference=(float(e.mean()) - v.paper_test_error) if len(e) and v.paper_test_error else math.nan,
+                       diff_low=m.low - v.paper_test_error if m and v.paper_test_error else math.nan,
+                       diff_high=m.high - v.paper_test_error if m and v.paper_test_error else math.nan,
+                       failed=int((runs.variant == source).sum() - len(r)) if len(runs) else 0)
+        rows.append(row)
+    t = pd.DataFrame(rows)
+    low, high = t.diff_low, t.diff_high
+    t["vs_paper_uncertainty"] = ["–" if pd.isna(lo) else "beyond" if lo > PAPER_UNCERTAINTY or hi < -PAPER_UNCERTAINTY
+                                 else "inside" if lo >= -PAPER_UNCERTAINTY and hi <= PAPER_UNCERTAINTY else "undecided"
+                                 for lo, hi in zip(low, high)]
+    return t
+
+
+def _k(x) -> str:
+    """Thousands, as Fig. 11 and 12 print them."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x / 1000:,.0f}" if x >= 10_000 else f"{x / 1000:,.1f}"
+
+
+def _p(x, spec=".2f") -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+NOT_BUILT = ("Not built yet: LeNet-4 (no reading of its unstated sizes gives both the paper's 17,000 parameters and "
+             "260,000 connections with a 120-unit layer fully connected to 16 maps), its K-NN and local-learning "
+             "variants, boosted LeNet-4, the deslanted rows (20x20-300-10, K-NN on deslanted images), the "
+             "1000-unit RBF net and the tangent-distance and SVM rows (not neural networks trained here).")
+
+
+def markdown(t: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
+    lines = [f"# Fig. 9-12: LeNet-5 among the paper's other networks, MNIST test error (%) after pass {epochs}", "",
+             "Generated by `python -m experiments.report` from the run folders in `runs/` (every finished seed "
+             f"0 .. {seeds - 1} of the `fig9` family and of `paper` / `paper+distortions`; {epochs} passes over "
+             f"{train_size:,} patterns, per-pattern SDLM as LeNet-5 trains; final pass, never the best) and from "
+             "`fig9/classical.json` (K-NN and the pairwise classifier, exact: no seeds) and `fig9/rejection.json` "
+             "(`python -m experiments.fig9 rejection`). *ours*: mean ± std over the seeds, each seed listed. "
+             "*ours - paper*: the difference of the mean from the paper's value with its 95% t interval (n - 1 "
+             f"degrees of freedom); *vs ±{PAPER_UNCERTAINTY}*: whether that interval lies beyond the paper's quoted "
+             f"uncertainty of about {PAPER_UNCERTAINTY} points, inside it, or straddles an edge. *rejection*: the "
+             "share of test patterns to reject, smallest difference of the two highest scores first, so that the "
+             "rest reach 0.5% error (Fig. 10; a trained row: the mean over its seeds). *multiply-adds* and "
+             "*parameters*: thousands, per recognition, counted from the model (Sec. II-B's rule: biases count as "
+             "connections; a fully connected net's multiply-adds equal its parameters; K-NN stores and compares "
+             "every training value); the paper's are Fig. 11 and 12, shown only where its bar is this row. The "
+             "readings these rows rest on: REPRODUCING.md, \"The other networks of Fig. 9\".", "",
+             f"| row | paper % | ours %: mean ± std (n) | seeds | ours - paper [95%] | vs ±{PAPER_UNCERTAINTY} | "
+             "rejection % for 0.5% error: paper | ours | multiply-adds (k): paper | ours | parameters (k): paper | "
+             "ours |",
+             "|---|---:|---:|---|---:|:---:|---:|---:|---:|---:|---:|---:|"]
+    for r in t.itertuples():
+        if r.n == 0:
+            ours, diff = "not run yet", "–"
+        elif r.seeds == "exact":
+            ours, diff = f"{r.error:.2f} (exact)", f"{r.difference:+.2f}"
+        else:
+            ours = f"{r.error:.2f} ± {_p(r.error_std)} ({r.n})" + (f", {r.failed} failed" if r.failed else "")
+            diff = f"{r.difference:+.2f} [{r.diff_low:+.2f}, {r.diff_high:+.2f}]" if not math.isnan(r.diff_low) else \
+                (f"{r.difference:+.2f}" if not math.isnan(r.difference) else "–")
+        lines.append(f"| {r.row} | {_p(r.paper_error)} | {ours} | {r.seeds if r.seeds != 'exact' else '–'} | "
+                     f"{diff} | {r.vs_paper_uncertainty} | {_p(r.paper_rejection, '.1f')} | {_p(r.rejection, '.1f')} | "
+                     f"{_p(r.paper_multiply_adds_k, ',.0f')} | {_k(r.multiply_adds)} | "
+                     f"{_p(r.paper_params_k, ',.0f')} | {_k(r.params)} |")
+    lines += ["", NOT_BUILT]
+    return "\n".join(lines) + "\n"
+
+
+def latex(t: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
+    """The table as a LaTeX booktabs tabular (needs \\usepackage{booktabs})."""
+    lines = [f"% Generated by `python -m experiments.report --format latex` (every finished seed below {seeds}, "
+             f"{epochs} passes over {train_size:,} patterns); final pass, never the best. See fig9.md.",
+             r"\begin{tabular}{lrrrrrr}", r"\toprule",
+             r"row & paper (\%) & ours (\%) & ours $-$ paper [95\% CI] & rejection (\%) & mult.-adds (k) & "
+             r"params (k) \\", r"\midrule"]
+    for r in t.itertuples():
+        ours = "--" if r.n == 0 else f"{r.error:.2f}" if r.seeds == "exact" else f"{r.error:.2f} $\\pm$ {_p(r.error_std)}"
+        diff = "--" if r.n == 0 else latex_signs(f"{r.difference:+.2f}" + ("" if math.isnan(r.diff_low) else
+                                                                     f" [{r.diff_low:+.2f}, {r.diff_high:+.2f}]"))
+        cells = [latex_escape(r.row), _p(r.paper_error), ours, diff, _p(r.rejection, ".1f"), _k(r.multiply_adds),
+                 _k(r.params)]
+        lines.append(" & ".join(c.replace("–", "--") for c in cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def figure(t: pd.DataFrame, runs_by_row: dict, path: Path):
+    """Every seed a dot, the paper's value a cross, one line per row (log scale: 0.7% to 12%)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report_figures import save_figure
+
+    fig, ax = plt.subplots(figsize=(7.5, 0.36 * len(t) + 1.4))
+    for i, r in enumerate(t.itertuples()):
+        e = runs_by_row.get(r.row, [])
+        ax.scatter(e, [i] * len(e), s=14, color="0.45", zorder=2, label="ours, one seed (exact: K-NN, pairwise)" if i == 0 else None)
+        if r.paper_error:
+            ax.scatter([r.paper_error], [i], marker="x", color="tab:red", s=30, zorder=3,
+                       label="paper (Fig. 9)" if i == 0 else None)
+    ax.set_yticks(range(len(t)), t.row)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("MNIST test error (%), final pass")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3, which="both")
+    return save_figure(fig, path)
+
+
+def build(out: Path, seeds: int = MAX_SEEDS, epochs: int = 20, train_size: int = 60_000, tex: bool = False) -> list:
+    """fig9.md/.csv (and .tex) and figures/fig9.png, if a row of its own (K-NN, pairwise, a
+    network of the fig9 family) has a result; returns the paths."""
+    t = table(out, seeds, epochs, train_size)
+    if not ((t.n > 0) & ~t.source.isin(["paper", "paper+distortions"])).any():
+        return []
+    written = []
+    for name, text in [("fig9.csv", t.to_csv(index=False, float_format="%.6g")),
+                       ("fig9.md", markdown(t, seeds, epochs, train_size))] + \
+            ([("fig9.tex", latex(t, seeds, epochs, train_size))] if tex else []):
+        atomic_write_text(out / name, text)
+        written.append(out / name)
+    by_row = {r.row: ([r.error] if r.seeds == "exact" else [float(x) for x in r.seeds.split()]) for r in t.itertuples() if r.n}
+    written.append(figure(t, by_row, check_writable(out / "figures") / "fig9.png"))
+    return written
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
     paper_tables      paper_gap.md, paper_run.md/.csv, paper.csv, machine_time.md
     fingerprint       fingerprints.md/.csv and the paper gap's fingerprint rows
     engine_check      engine_check.md/.csv: seeds 0-9 retrained at one pinned commit, paired with runs/
+    fig9              fig9.md/.csv/.tex, figures/fig9.png: LeNet-5 among the paper's other networks
     report_figures    figures/*.png (and .pdf)
     docs              the generated sections of README.md and REPRODUCING.md
 
@@ -24,7 +25,7 @@ import click
 
 from lenet1998.results import atomic_write_text, check_writable
 
-from . import comparisons, engine_check, fingerprint
+from . import comparisons, engine_check, fig9, fingerprint
 from .ablation_tables import (
     ablation_latex, ablation_markdown, ablation_table, build_families, collect_runs, paper_by_engine, seed_plan,
     seed_plan_markdown,
@@ -87,6 +88,7 @@ def build_report(out, seeds=MAX_SEEDS, epochs=GRID_BUDGET.epochs, train_size=GRI
                           ablation_markdown(table, seeds, epochs, train_size, family_text, runs) + engine_section)
     written += build_families(out, seeds, epochs, train_size, holm_p, family_text, latex)
     written += engine_check.build(out, epochs, train_size)
+    written += fig9.build(out, seeds, epochs, train_size, tex=latex)
     machine_time = machine_time_markdown(machine_time_table(out, seeds, epochs, train_size))
 
     gap_runs = collect_runs(out, seeds, epochs, train_size, variants={n: ALL[n] for n in PAPER_TARGETS})

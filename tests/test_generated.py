@@ -8,7 +8,9 @@ weights are checked against their checkpoints in tests/test_pretrained_and_predi
 measurements, which only a new measurement remakes: bench.md/.csv, kernel_bench_variants*.md,
 profile.md, and the check folders engine-check/, mixed-check/, timing-2pass*/, timing-grid/ and
 engine_check/ (each has its own runs and command, REPRODUCING.md "Commands"; engine_check.md
-at the top, paired with runs/, is regenerated).
+at the top, paired with runs/, is regenerated). fig9.md/.csv/.tex are regenerated from the run
+folders and results/fig9/*.json (K-NN, pairwise, rejection: experiments/fig9.py computes them
+from MNIST, which this test does not read).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ REPORT_FILES = ("runs.csv", "ablation.csv", "ablation.md", "ablation.tex", "pape
                 "seed_plan.csv", "seed_plan.md", "add_one_in.csv", "add_one_in.md", "roadmap.csv", "roadmap.md",
                 "open_questions.csv", "open_questions.md", "machine_time.md", "paper_gap.md", "fingerprints.md",
                 "fingerprints.csv", "trainsize.csv", "trainsize.md", "comparisons.csv", "comparisons.md") + \
-    (("engine_check.csv", "engine_check.md") if (RESULTS / "engine_check.md").is_file() else ())
+    (("engine_check.csv", "engine_check.md") if (RESULTS / "engine_check.md").is_file() else ()) + \
+    (("fig9.csv", "fig9.md", "fig9.tex") if (RESULTS / "fig9.md").is_file() else ())
 NOT_REGENERATED = ("bench.md", "bench.csv", "kernel_bench_variants.md", "kernel_bench_variants_k10.md", "profile.md")
 
 
@@ -43,6 +46,10 @@ def regenerated(tmp_path_factory):
         (out / "engine_check" / "runs").symlink_to(RESULTS / "engine_check" / "runs", target_is_directory=True)
     (out / "fingerprints").mkdir()
     shutil.copy2(RESULTS / "fingerprints" / "pass1.csv", out / "fingerprints" / "pass1.csv")
+    (out / "fig9").mkdir()
+    for name in ("classical.json", "rejection.json"):  # experiments/fig9.py: computed once, from MNIST
+        if (RESULTS / "fig9" / name).is_file():
+            shutil.copy2(RESULTS / "fig9" / name, out / "fig9" / name)
     docs = tmp_path_factory.mktemp("docs")
     for name in ("README.md", "REPRODUCING.md"):
         shutil.copy2(REPO / name, docs / name)

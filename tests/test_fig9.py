@@ -1,0 +1,62 @@
+"""The Fig. 9 table (experiments/fig9.py): each row reads its own source (runs of its variant,
+classical.json, rejection.json), the interval is the t interval of the mean minus the paper's
+value, and a row without results says so."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from experiments import fig9
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    runs = pd.DataFrame([{"variant": "net_fc300", "seed": s, "status": "ok", "test_error": e}
+                         for s, e in enumerate([4.0, 4.2, 4.4, 4.6, 4.8])] +
+                        [{"variant": "paper", "seed": 0, "status": "ok", "test_error": 0.9},
+                         {"variant": "paper", "seed": 1, "status": "failed", "test_error": 90.0}])
+    monkeypatch.setattr(fig9, "load_runs", lambda out, configs, seeds: runs[runs.variant.isin(configs)])
+    (tmp_path / "fig9").mkdir()
+    (tmp_path / "fig9" / "classical.json").write_text(json.dumps({"rows": {
+        "knn_k1": {"test_error": 3.0, "rejection_0.5": 10.0, "params": 47_040_000, "multiply_adds": 47_040_000}}}))
+    (tmp_path / "fig9" / "rejection.json").write_text(json.dumps({"runs": {
+        "a": {"variant": "net_fc300", "seed": 0, "rejection_0.5": 20.0},
+        "b": {"variant": "net_fc300", "seed": 1, "rejection_0.5": 30.0},
+        "c": {"variant": "net_fc300", "seed": 7, "rejection_0.5": 99.0}}}))  # seed 7 has no run: left out
+    return tmp_path
+
+
+def test_a_trained_row_is_its_seeds_against_the_papers_value(results):
+    t = fig9.table(results).set_index("source")
+    r = t.loc["net_fc300"]
+    assert r.n == 5 and r.error == pytest.approx(4.4) and r.seeds == "4.00 4.20 4.40 4.60 4.80"
+    half = stats.t.ppf(0.975, 4) * pd.Series([4.0, 4.2, 4.4, 4.6, 4.8]).std() / math.sqrt(5)
+    assert (r.difference, r.diff_low, r.diff_high) == pytest.approx((-0.3, -0.3 - half, -0.3 + half))
+    assert r.vs_paper_uncertainty == "undecided"  # [-0.69, +0.09]: crosses the -0.1 edge
+    assert r.rejection == pytest.approx(25.0)  # the mean over the seeds that have a run
+    assert (r.params, r.multiply_adds) == (238_510, 238_610)  # the model's counts (+100: the +-1 targets' head)
+    assert t.loc["paper"].n == 1 and t.loc["paper"].failed == 1  # a failed run is counted, not averaged
+
+
+def test_an_exact_row_and_a_row_without_results(results):
+    t = fig9.table(results).set_index("source")
+    knn = t.loc["classical:knn_k1"]
+    assert (knn.n, knn.error, knn.difference, knn.rejection) == (1, 3.0, -2.0, 10.0) and math.isnan(knn.diff_low)
+    assert t.loc["classical:pairwise"].n == 0 and t.loc["net_lenet1"].n == 0
+    text = fig9.markdown(fig9.table(results), 20, 20, 60_000)
+    assert "| LeNet-1 [16x16] | 1.70 | not run yet |" in text
+    assert "| K-NN Euclidean, k = 1 | 5.00 | 3.00 (exact) |" in text
+    assert "| 28x28-300-10 | 4.70 | 4.40 ± 0.32 (5) |" in text
+
+
+def test_the_table_is_written_only_with_a_row_of_its_own(results, tmp_path, monkeypatch):
+    assert [p.name for p in fig9.build(results, tex=True)] == ["fig9.csv", "fig9.md", "fig9.tex", "fig9.png"]
+    monkeypatch.setattr(fig9, "load_runs", lambda out, configs, seeds: pd.DataFrame(columns=["variant", "seed", "status", "test_error"]))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert fig9.build(empty) == []  # no run of the family, no classical.json: nothing to show
