@@ -27,6 +27,13 @@ Per case it reports patterns per second per replica and in total, and the ratio 
 to the reference of its kind. Writes results/bench.csv and results/bench.md, with an estimate
 of the wall time of the default ablation grid. `--device cuda` (default where present) runs
 cases (a)-(c) there too, recorded beside the CPU rows.
+
+    python -m experiments.bench --networks      # the other networks of Fig. 9, about 2 minutes
+
+`--networks` measures, for each network of lenet1998/networks.py, the plain per-pattern loop
+over its module (the reference, one torch thread) against `fit` with K replicas on the vmap
+group and on its C kernel (engine/dense.py, engine/lenet1.py), and writes
+results/bench_networks.csv/.md.
 """
 
 from __future__ import annotations
@@ -104,6 +111,65 @@ def plain_per_pattern(data, patterns, device, ready=None, network="pinned"):
                 p.sub_(e * p.grad)
                 p.grad = None
     return time.perf_counter() - start
+
+
+def plain_network(data, network, patterns):
+    """The plain per-pattern loop over one network of lenet1998/networks.py (its module, the +-1
+    targets' criterion, w -= eps g): the reference of `--networks`, one torch thread."""
+    from lenet1998.loss import mle_loss
+    from lenet1998.networks import build_model
+
+    config = LeNetConfig(network=network, output="targets", loss="mle")
+    model = build_model(config)
+    eps = [torch.full_like(p, 1e-4) for p in model.parameters()]
+    x = encode(data.train_images[:patterns], "paper")
+    y = data.train_labels[:patterns]
+    start = time.perf_counter()
+    for i in range(patterns):
+        loss = mle_loss(model(x[i:i + 1].unsqueeze(1)), y[i:i + 1]).sum()
+        loss.backward()
+        with torch.no_grad():
+            for p, e in zip(model.parameters(), eps):
+                p.sub_(e * p.grad)
+                p.grad = None
+    return time.perf_counter() - start
+
+
+NETWORK_CASES = ("plain per-pattern loop over the module (reference)", "fit, per-pattern SDLM, lockstep, vmap",
+                 "fit, per-pattern SDLM, lockstep, C kernel")
+
+
+def bench_networks(data, patterns, replicas) -> pd.DataFrame:
+    """--networks: per network, the plain loop against `fit` on the vmap group and on its C kernel."""
+    from lenet1998.networks import NETWORKS
+
+    rows = []
+    for network in [n for n in NETWORKS if n != "lenet5"]:
+        targets = dict(network=network, output="targets", loss="mle")
+        for case, k, seconds in [(NETWORK_CASES[0], 1, plain_network(data, network, patterns)),
+                                 (NETWORK_CASES[1], replicas, engine(data, patterns, replicas, "cpu", "eager", **targets)),
+                                 (NETWORK_CASES[2], replicas, engine(data, patterns, replicas, "cpu", "kernel", **targets))]:
+            rows.append({"network": network, "case": case, "replicas": k, "patterns_per_s_total": k * patterns / seconds})
+            click.echo(f"{network:10s} {case:52s} K={k:2d} {rows[-1]['patterns_per_s_total']:9.0f} patterns/s")
+    table = pd.DataFrame(rows)
+    reference = table[table.case == NETWORK_CASES[0]].set_index("network").patterns_per_s_total
+    table["ratio_to_reference"] = table.patterns_per_s_total / table.network.map(reference)
+    return table
+
+
+def render_networks(table, patterns, replicas, machine=None) -> str:
+    lines = ["# Training throughput of the other networks of Fig. 9", "",
+             f"Measured by `python -m experiments.bench --networks --patterns {patterns} --replicas {replicas}` in one "
+             f"run: {machine or this_machine()}, one torch thread. Per-pattern SDLM steps (each replica updated after "
+             "every pattern), patterns per second in total; ratio = that / the plain per-pattern loop over the same "
+             "network's module (lenet1998/networks.py). vmap: lenet1998/engine/vmap.py; C kernel: engine/dense.py "
+             "(the fully connected nets: one replica at a time in the last-level cache, the first layer's update "
+             "fused with the next forward) or engine/lenet1.py (LeNet-1). `fit` is timed over its pass alone "
+             "(without the h_kk estimate and the evaluation).", "",
+             "| network | case | K | patterns/s | ratio |", "|---|---|---:|---:|---:|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.network} | {r.case} | {r.replicas} | {r.patterns_per_s_total:.0f} | {r.ratio_to_reference:.2f}x |")
+    return "\n".join(lines) + "\n"
 
 
 def engine(data, patterns, replicas, device, kind="eager", **changes):
@@ -217,11 +283,26 @@ def plain_minibatch(data_dir, patterns, batch, device):
               help="Devices to measure (repeatable; default: cpu, and cuda where present). CUDA rows are "
                    "recorded beside the CPU ones.")
 @click.option("--render-only", is_flag=True, help="Measure nothing: rewrite bench.md from the bench.csv in --out.")
+@click.option("--networks", is_flag=True,
+              help="Measure only the other networks of Fig. 9 (plain loop, vmap, C kernel at the first --replicas, default 5) "
+                   "and write bench_networks.csv / bench_networks.md.")
 @data_dir_option
 @one_line_errors
-def main(patterns, replica_counts, minibatch_patterns, side_counts, out, devices, render_only, data_dir):
+def main(patterns, replica_counts, minibatch_patterns, side_counts, out, devices, render_only, networks, data_dir):
     """Measure training throughput and write bench.csv / bench.md."""
     out = check_writable(out)
+    if networks:
+        if render_only or devices:
+            raise click.UsageError("--networks measures on the CPU and writes its own table: no --render-only or --device")
+        data = load_mnist(data_dir)
+        torch.set_num_threads(1)
+        given = click.get_current_context().get_parameter_source("replica_counts") != click.core.ParameterSource.DEFAULT
+        replicas = replica_counts[0] if given else 5  # a fig9 variant's seeds
+        table = bench_networks(data, patterns, replicas)
+        atomic_write_text(Path(out) / "bench_networks.csv", table.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(Path(out) / "bench_networks.md", render_networks(table, patterns, replicas))
+        click.echo(f"wrote {Path(out) / 'bench_networks.md'}")
+        return
     if "cuda" not in (devices or ["cpu"]) and not render_only:
         kernel.available()  # build (and measure the widths) before any clock starts
     if render_only:

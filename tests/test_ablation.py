@@ -110,6 +110,21 @@ def test_a_killed_ablation_loses_no_finished_run(tmp_path, data_dir):
     assert not list(runs.glob("*/state.pt")) and not list(runs.glob("*/.*.tmp"))
 
 
+def test_bench_measures_the_other_networks(tmp_path, data_dir):
+    import pandas as pd
+
+    from experiments.bench import main as bench
+    from lenet1998.networks import NETWORKS
+
+    result = CliRunner().invoke(bench, ["--networks", "--patterns", "100", "--replicas", "2", "--out", str(tmp_path),
+                                        "--data-dir", str(data_dir)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "bench_networks.csv")
+    assert sorted(set(table.network)) == sorted(n for n in NETWORKS if n != "lenet5") and len(table) == 3 * 6
+    assert (table[table.case.str.startswith("plain")].ratio_to_reference == 1).all()
+    assert "| fc1000 | fit, per-pattern SDLM, lockstep, C kernel | 2 |" in (tmp_path / "bench_networks.md").read_text()
+
+
 def test_bench_runs_and_writes_its_tables(tmp_path, data_dir):
     from experiments.bench import main as bench
     from lenet1998.engine import kernel_fits

@@ -5,7 +5,8 @@ generated sections of README.md and REPRODUCING.md. A file that drifts from its 
 
 Not regenerated here, by name: the figures (PNG/PDF) and the released weights (binary; the
 weights are checked against their checkpoints in tests/test_pretrained_and_predict.py), and the
-measurements, which only a new measurement remakes: bench.md/.csv, kernel_bench_variants*.md,
+measurements, which only a new measurement remakes: bench.md/.csv, bench_networks.md/.csv,
+kernel_bench_variants*.md,
 profile.md, and the check folders engine-check/, mixed-check/, timing-2pass*/, timing-grid/ and
 engine_check/ (each has its own runs and command, REPRODUCING.md "Commands"; engine_check.md
 at the top, paired with runs/, is regenerated). fig9.md/.csv/.tex are regenerated from the run
@@ -32,7 +33,7 @@ REPORT_FILES = ("runs.csv", "ablation.csv", "ablation.md", "ablation.tex", "pape
                 "fingerprints.csv", "trainsize.csv", "trainsize.md", "comparisons.csv", "comparisons.md") + \
     (("engine_check.csv", "engine_check.md") if (RESULTS / "engine_check.md").is_file() else ()) + \
     (("fig9.csv", "fig9.md", "fig9.tex") if (RESULTS / "fig9.md").is_file() else ())
-NOT_REGENERATED = ("bench.md", "bench.csv", "kernel_bench_variants.md", "kernel_bench_variants_k10.md", "profile.md")
+NOT_REGENERATED = ("bench.md", "bench.csv", "bench_networks.md", "bench_networks.csv", "kernel_bench_variants.md", "kernel_bench_variants_k10.md", "profile.md")
 
 
 @pytest.fixture(scope="module")
