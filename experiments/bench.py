@@ -32,7 +32,7 @@ cases (a)-(c) there too, recorded beside the CPU rows.
 
 `--networks` measures, for each network of lenet1998/networks.py, the plain per-pattern loop
 over its module (the reference, one torch thread) against `fit` with K replicas on the vmap
-group and on its C kernel (engine/dense.py, engine/lenet1.py), and writes
+group and on its C kernel (engine/dense.py, engine/convnet.py), and writes
 results/bench_networks.csv/.md.
 """
 
@@ -164,7 +164,7 @@ def render_networks(table, patterns, replicas, machine=None) -> str:
              "every pattern), patterns per second in total; ratio = that / the plain per-pattern loop over the same "
              "network's module (lenet1998/networks.py). vmap: lenet1998/engine/vmap.py; C kernel: engine/dense.py "
              "(the fully connected nets: one replica at a time in the last-level cache, the first layer's update "
-             "fused with the next forward) or engine/lenet1.py (LeNet-1). `fit` is timed over its pass alone "
+             "fused with the next forward) or engine/convnet.py (LeNet-1, LeNet-4). `fit` is timed over its pass alone "
              "(without the h_kk estimate and the evaluation).", "",
              "| network | case | K | patterns/s | ratio |", "|---|---|---:|---:|---:|"]
     for r in table.itertuples():

@@ -219,7 +219,9 @@ _FIG9_NETWORKS = [("linear", "the linear classifier: 784 -> 10 weighted sums + b
                   ("fc300_100", "28x28-300-100-10, fully connected (Sec. III-C.4)", 3.05, 2.50),
                   ("fc500_150", "28x28-500-150-10, fully connected", 2.95, 2.45),
                   ("lenet1", "LeNet-1: 16x16 digits centred in 28x28, C1 4, S2, C3 12 (20 connections), S4, "
-                             "10 outputs (Sec. III-C.6)", 1.7, None)]
+                             "10 outputs (Sec. III-C.6)", 1.7, None),
+                  ("lenet4", "LeNet-4: 28x28, C1 4, S2 8 in pairs, C3 16 (7x7, 96 connections), S4, 120, 10 outputs "
+                             "(Sec. III-C.7; the reading nearest its counts)", 1.1, None)]
 _FIG9 = [v for network, what, error, distorted in _FIG9_NETWORKS for v in (
     [Variant(f"net_{network}", {"network": network, **_TARGETS}, what, paper_test_error=error)] +
     ([Variant(f"net_{network}+distortions", {"network": network, **_TARGETS, "distortions": "affine"},

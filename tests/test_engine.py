@@ -235,14 +235,15 @@ def test_minibatch_on_the_kernel_follows_the_reference_trainer(small_mnist):
             assert got["test_error"] == want["test_error"]
 
 
-@pytest.mark.parametrize("network, path", [("linear", "dense"), ("fc300_100", "dense"), ("lenet1", "lenet1")])
+@pytest.mark.parametrize("network, path", [("linear", "dense"), ("fc300_100", "dense"), ("lenet1", "convnet"),
+                                           ("lenet4", "convnet")])
 def test_the_other_networks_kernels_follow_the_vmap_group(small_mnist, network, path):
     """The other networks of Fig. 9 on their C kernels (lenet1998/engine/dense.py: float32, one
-    replica at a time, the first layer's update fused with the next forward; engine/lenet1.py)
+    replica at a time, the first layer's update fused with the next forward; engine/convnet.py)
     follow the vmap group over two passes of a mixed group (float32, so within rounding: 1e-4)."""
-    from lenet1998.engine import dense, lenet1
+    from lenet1998.engine import convnet, dense
 
-    kernel = {"dense": dense, "lenet1": lenet1}[path]
+    kernel = {"dense": dense, "convnet": convnet}[path]
     if not kernel.available():
         pytest.skip(f"no {path} kernel here: {kernel.reason()}")
     base = LeNetConfig(network=network, output="targets", loss="mle", epochs=2, train_size=PATTERNS,

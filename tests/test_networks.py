@@ -49,6 +49,43 @@ def test_lenet1_has_the_papers_counts_and_sees_a_16x16_digit():
     assert torch.allclose(small[6:22, 6:22], torch.tensor(1.175)) and torch.allclose(small[:6], torch.tensor(-0.1))
 
 
+def test_lenet4_is_the_reading_nearest_the_papers_counts():
+    """Sec. III-C.7: "about 260,000 connections and ... about 17,000 free parameters" with 4 C1
+    maps, 8 S2 maps in pairs over them, 16 C3 and S4 maps, 120 units fully connected, 10
+    outputs. Among readings of the unstated sizes (28x28 or 32x32 input, 5x5 C1, a 3x3, 5x5 or
+    7x7 C3 kernel with any number of connections), ours is the one nearest both counts (the sum
+    of the two |log ratios|, within 0.02 of the nearest: C3 maps of 6 inputs each), and no
+    reading is within 25% of both."""
+    import math
+
+    from lenet1998.networks import LENET4_C3
+
+    model = build_model(config_of("lenet4"))
+    params, multiply_adds = recognition_cost(model)
+    assert (params, multiply_adds) == (23_482, 254_914)
+    assert sum(map(sum, LENET4_C3)) == 96 and model.counts()["S2"] == (16, 8 * 12 * 12 * 5)
+
+    def counts(side, k3, connections):  # 4 C1 maps 5x5, 8 S2 maps, 16 C3 maps, 16 S4, 120, 10
+        c1, s2 = side - 4, (side - 4) // 2
+        c3 = s2 - k3 + 1
+        if c3 < 2 or c3 % 2:
+            return None
+        s4 = c3 // 2
+        p3 = k3 * k3 * connections + 16
+        p = 4 * 26 + 16 + p3 + 32 + 120 * (16 * s4 * s4 + 1) + 1210
+        return p, 4 * 26 * c1 * c1 + 8 * s2 * s2 * 5 + p3 * c3 * c3 + 16 * s4 * s4 * 5 + p - 4 * 26 - 16 - p3 - 32
+
+    def distance(c):
+        return abs(math.log(c[0] / 17_000)) + abs(math.log(c[1] / 260_000))
+
+    readings = [c for side in (28, 32) for k3 in (3, 5, 7) for t in range(16, 129) if (c := counts(side, k3, t))]
+    assert counts(28, 7, 96) == (params, multiply_adds)
+    assert distance((params, multiply_adds)) <= min(map(distance, readings)) + 0.02  # 96 connections: 6 of 8 per map
+    assert not any(abs(p / 17_000 - 1) < 0.25 and abs(m / 260_000 - 1) < 0.25 for p, m in readings)
+    x = torch.rand(3, 1, 32, 32)
+    assert model(x).shape == (3, 10)
+
+
 def test_the_linear_classifier_has_7850_parameters_and_no_squashing():
     model = build_model(config_of("linear"))
     assert model.counts()["total"][0] == 7850  # Sec. III-C.1: 784 x 10 + 10

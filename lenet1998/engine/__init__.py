@@ -15,9 +15,9 @@ step is fast machinery, in one of three paths, chosen once:
     eager     the same in plain PyTorch: portable, needs no compiler
 
 The other networks of Fig. 9 (lenet1998/networks.py) step in their own groups: the fully
-connected ones by a second C kernel (lenet1998/engine/dense.py, path "dense"), LeNet-1 by a
-third (lenet1998/engine/lenet1.py, path "lenet1"); off the CPU, in float64 or where they do not
-build, by torch.func.vmap (lenet1998/engine/vmap.py, path "vmap").
+connected ones by a second C kernel (lenet1998/engine/dense.py, path "dense"), LeNet-1 and
+LeNet-4 by a third (lenet1998/engine/convnet.py, path "convnet"); off the CPU, in float64 or
+where they do not build, by torch.func.vmap (lenet1998/engine/vmap.py, path "vmap").
 
 tests/test_engine.py checks every variant and registry entry: each replica of a group follows
 its config trained alone by lenet1998/reference.py. Every RunResult names its path (`engine`).
@@ -102,17 +102,19 @@ def kernel_fits(configs, device="cpu"):
 def make_group(configs, engine: str, device):
     """(group, path name) for `engine` ("auto": kernel where it fits on CPU, else compiled where a
     compiler exists, else eager). Another network than LeNet-5 steps in its C kernel's group (on
-    the CPU in float32: engine/dense.py, engine/lenet1.py), else in the vmap group."""
+    the CPU in float32: engine/dense.py, engine/convnet.py), else in the vmap group."""
     if configs[0].network != "lenet5":
         if engine in ("auto", "kernel"):
-            from . import dense, lenet1
+            from . import convnet, dense
 
-            kernel = lenet1 if configs[0].network == "lenet1" else dense
-            why = kernel.unsupported(configs, device)
+            why = dense.unsupported(configs, device)
             if not why:
-                return (lenet1.LeNet1Group(configs), "lenet1") if kernel is lenet1 else (dense.DenseGroup(configs), "dense")
+                return dense.DenseGroup(configs), "dense"
+            why_conv = convnet.unsupported(configs, device)
+            if not why_conv:
+                return convnet.ConvNetGroup(configs), "convnet"
             if engine == "kernel":
-                raise RuntimeError(f"engine 'kernel' cannot train this group: {why}")
+                raise RuntimeError(f"engine 'kernel' cannot train this group: {why}; {why_conv}")
         from .vmap import VmapGroup
 
         return VmapGroup(configs, device), "vmap"

@@ -166,7 +166,7 @@ def _lib(extra=(), width=None):
 
 
 class Extension:
-    """Another C source of this folder (dense.c, lenet1.c: the other networks of Fig. 9), built
+    """Another C source of this folder (dense.c, convnet.c: the other networks of Fig. 9), built
     and cached as kernel.c is and loaded on first use. signatures: {function: (argtypes, restype)}."""
 
     def __init__(self, filename: str, signatures: dict):
