@@ -78,7 +78,7 @@ static void squash(const net_t *h, float *a, float *d, int n) {
 }
 
 /* out[o][i][j] = b[o] + sum_{c connected} sum_{u,v} w[o][c][u][v] x[c][i+u][j+v] (valid k x k) */
-static void conv_fwd(const float *x, int cin, int H, int k, const float *w, const float *b, const float *mask,
+static inline __attribute__((always_inline)) void conv_fwd_(const float *x, int cin, int H, int k, const float *w, const float *b, const float *mask,
                      int cout, float *out) {
     int G = H - k + 1;
     for (int o = 0; o < cout; o++) {
@@ -100,7 +100,7 @@ static void conv_fwd(const float *x, int cin, int H, int k, const float *w, cons
 
 /* weight gradients of a valid k x k conv, fused with its update, and (if gx) the gradient to its
  * input computed with the weights before the update: delta (cout, G, G) */
-static void conv_bwd_update(const float *x, int cin, int H, int k, float *w, float *b, const float *ew,
+static inline __attribute__((always_inline)) void conv_bwd_update_(const float *x, int cin, int H, int k, float *w, float *b, const float *ew,
                             const float *eb, const float *mask, int cout, const float *delta, float *gx) {
     int G = H - k + 1;
     float gw[64];                                  /* k x k <= 64 */
@@ -143,6 +143,25 @@ static void conv_bwd_update(const float *x, int cin, int H, int k, float *w, flo
         for (int q = 0; q < G * G; q++) sb += dl[q];
         b[o] -= eb[o] * sb;
     }
+}
+
+/* The layer sizes of LeNet-1 and LeNet-4 compiled with constant sides and kernels (the loops
+ * unrolled and vectorised for each), any other size by the general loops: same arithmetic. */
+#define SIZES(X) X(28, 5) X(12, 5) X(12, 7)
+static void conv_fwd(const float *x, int cin, int H, int k, const float *w, const float *b, const float *mask,
+                     int cout, float *out) {
+#define CASE(h, kk) if (H == h && k == kk) { conv_fwd_(x, cin, h, kk, w, b, mask, cout, out); return; }
+    SIZES(CASE)
+#undef CASE
+    conv_fwd_(x, cin, H, k, w, b, mask, cout, out);
+}
+
+static void conv_bwd_update(const float *x, int cin, int H, int k, float *w, float *b, const float *ew,
+                            const float *eb, const float *mask, int cout, const float *delta, float *gx) {
+#define CASE(h, kk) if (H == h && k == kk) { conv_bwd_update_(x, cin, h, kk, w, b, ew, eb, mask, cout, delta, gx); return; }
+    SIZES(CASE)
+#undef CASE
+    conv_bwd_update_(x, cin, H, k, w, b, ew, eb, mask, cout, delta, gx);
 }
 
 /* S2/S4 forward: s = 2x2 sums of input map m / rep (maps outputs of side G), a = coef * scale * s + bias */
