@@ -166,9 +166,10 @@ class LeNet4(Network):
     layer (10 units). LeNet-4 contains about 260,000 connections and has about 17,000 free
     parameters"; 1.1%.
 
-    The paper states neither the input size nor the kernels nor C3's connections. No reading
-    with LeNet-5's 5x5 kernels comes near both counts: the 120 units fully connected to S4 need
-    S4 to be small for 17,000 parameters, and then the convolutions are too small for 260,000
+    The paper states neither the input size nor the kernels nor C3's connections, and no reading
+    of them is within 25% of both counts (28x28 or 32x32 input, a 3x3, 5x5 or 7x7 C3 with any
+    number of connections; tests/test_networks.py): the 120 units fully connected to S4 need S4
+    to be small for 17,000 parameters, and then the convolutions are too small for 260,000
     connections. Our reading is the one nearest both (REPRODUCING "The other networks of Fig.
     9"): the 28x28 image, C1 4@24x24 (5x5), S2 8@12x12 (PairedSubsampling), C3 16@6x6 (7x7,
     96 connections: LENET4_C3), S4 16@3x3, H 120 fully connected to S4's 144 units, then 10
