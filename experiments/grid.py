@@ -252,12 +252,14 @@ def _train_members(runs, folders, locks, members, passes_done, data, device, eng
             locks[i].beat()
 
     def save(pass_number, results, rule_states):
-        for i, r, rule_state in zip(group, results, rule_states):
+        for i, r, rule_state in zip(group, results, rule_states, strict=True):
+            if r is None:  # a run that did not train in this call (lenet1998.train.fit: one at a time)
+                continue
             segments[i][-1]["engine"] = r.engine  # the path that ran
             folders[i].save_pass(r, segments[i], rule_state)
         beat()
         if on_pass is not None:
-            on_pass(pass_number, [(runs[i][0], r) for i, r in zip(group, results)])
+            on_pass(pass_number, [(runs[i][0], r) for i, r in zip(group, results) if r is not None])
 
     def progress(done, total):
         if time.monotonic() - last_beat[0] > HEARTBEAT_S:

@@ -30,7 +30,9 @@ def fit(configs, data, device="cpu", start=None, on_pass=None, on_progress=None,
 
     configs: a LeNetConfig or a list of them (each with its own seed). start: a ResumePoint per
     config (or None). on_pass(pass_number, results, rule_states) after every pass of a group
-    (rule_states: each run's step-rule state, for its resume point); on_progress(done, total)
+    (rule_states: each run's step-rule state, for its resume point; both hold one entry per
+    config, in order, None for a run that did not train in that call: runs that train one at a
+    time report one at a time); on_progress(done, total)
     during a pass. engine: how per-pattern runs step ("auto": the compiled kernel where it
     builds and fits the group, else torch.compile; see lenet1998/engine/); Adam runs of one
     lockstep key train stacked (lenet1998/engine/minibatch.py: "auto" and "kernel" take the
@@ -45,11 +47,12 @@ def fit(configs, data, device="cpu", start=None, on_pass=None, on_progress=None,
         return lockstep.train_group(configs, data, device, starts, on_pass, on_progress, engine)
     if minibatch.handles(configs, starts, device, engine):  # Adam runs of one lockstep key: stacked, in one process
         return minibatch.train_group(configs, data, device, on_pass, on_progress, engine)
-    results = []
-    for config, point in zip(configs, starts):  # minibatch and Adam runs: one at a time
-        def one(pass_number, result, rule_state):
-            if on_pass is not None:
-                on_pass(pass_number, [result], [rule_state])
+    results, K = [], len(configs)
+    for k, (config, point) in enumerate(zip(configs, starts)):  # minibatch and Adam runs: one at a time
+        def one(pass_number, result, rule_state, k=k):
+            if on_pass is not None:  # one entry per config, in order: only run k has trained this pass
+                on_pass(pass_number, [result if i == k else None for i in range(K)],
+                        [rule_state if i == k else None for i in range(K)])
         results.append(train_reference(config, data, device, point, one, on_progress))
     return results
 

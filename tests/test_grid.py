@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from experiments.grid import BUDGETS, GRID, QUICK, Budget, jobs_of, launch, plan
 from experiments.tables import load_runs, summarize
 from experiments.variants import FAMILY_SEEDS, VARIANTS
+from lenet1998.config import LeNetConfig
 from lenet1998.results import RunFolder, RunLock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -510,3 +512,42 @@ def test_the_timing_split_compares_each_group_with_what_the_bench_implies(monkey
     assert rate == pytest.approx(16_000 / 2)  # one process, the same 8 lanes
     rate, case = timing.bench_rate(bench, 20, minibatch=False, mixed=False)
     assert "K=16" in case and rate == pytest.approx(24_000 * 20 / 16 * 16 / 24)  # three 8-lane blocks: 24 lanes
+
+
+def test_runs_that_resume_one_at_a_time_save_each_pass_into_their_own_folder(tmp_path, data_dir):
+    """Adam runs stacked in one process (lenet1998/engine/minibatch.py) resume one at a time on
+    the reference trainer; each pass must go to the run that trained it. (It went to the
+    group's first folder, so a stop while the second run trained left the first run's resume
+    point holding the second run's network.)"""
+    from experiments.grid import train_group
+    from lenet1998.data import load_mnist
+
+    class Stop(Exception):
+        pass
+
+    data = load_mnist(data_dir)
+    base = LeNetConfig(epochs=2, train_size=256, **VARIANTS["modern"].changes)
+    runs = [("modern", base.replace(seed=0)), ("modern", base.replace(seed=1))]
+    quiet = {"on_start": lambda *a: None}
+
+    def stop_after_pass_1(pass_number, labelled):
+        raise Stop
+
+    with pytest.raises(Stop):  # pass 1 of both, stacked in one group
+        train_group(runs, tmp_path, data, on_pass=stop_after_pass_1, **quiet)
+    states = {}
+
+    def stop_when_seed_1_has_pass_2(pass_number, labelled):
+        for _, r in labelled:
+            states[r.seed] = {k: v.clone() for k, v in r.state.items()}
+        if any(r.seed == 1 for _, r in labelled):
+            raise Stop
+
+    with pytest.raises(Stop):  # both resume at pass 2: one at a time
+        train_group(runs, tmp_path, data, on_pass=stop_when_seed_1_has_pass_2, **quiet)
+    assert sorted(states) == [0, 1]
+    for label, config in runs:
+        point = RunFolder(tmp_path, config).resume_point()
+        assert point["passes_done"] == 2
+        for name, value in states[config.seed].items():
+            assert torch.equal(point["state"][name], value), (config.seed, name)
