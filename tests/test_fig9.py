@@ -18,7 +18,11 @@ from experiments import fig9
 def results(tmp_path, monkeypatch):
     runs = pd.DataFrame([{"variant": "net_fc300", "seed": s, "status": "ok", "test_error": e}
                          for s, e in enumerate([4.0, 4.2, 4.4, 4.6, 4.8])] +
-                        [{"variant": "paper", "seed": 0, "status": "ok", "test_error": 0.9},
+                        [{"variant": "net_lenet1", "seed": 0, "status": "ok", "test_error": 1.5},
+                         {"variant": "net_lenet1", "seed": 1, "status": "ok", "test_error": 1.9},
+                         {"variant": "net_lenet1", "seed": 2, "status": "ok", "test_error": 90.2},  # does not train
+                         {"variant": "net_linear", "seed": 0, "status": "ok", "test_error": 12.3},  # trains: below 50%
+                         {"variant": "paper", "seed": 0, "status": "ok", "test_error": 0.9},
                          {"variant": "paper", "seed": 1, "status": "failed", "test_error": 90.0}])
     monkeypatch.setattr(fig9, "load_runs", lambda out, configs, seeds: runs[runs.variant.isin(configs)])
     (tmp_path / "fig9").mkdir()
@@ -47,11 +51,19 @@ def test_an_exact_row_and_a_row_without_results(results):
     t = fig9.table(results).set_index("source")
     knn = t.loc["classical:knn_k1"]
     assert (knn.n, knn.error, knn.difference, knn.rejection) == (1, 3.0, -2.0, 10.0) and math.isnan(knn.diff_low)
-    assert t.loc["classical:pairwise"].n == 0 and t.loc["net_lenet1"].n == 0
+    assert t.loc["classical:pairwise"].n == 0 and t.loc["net_lenet4"].n_runs == 0
     text = fig9.markdown(fig9.table(results), 20, 20, 60_000)
-    assert "| LeNet-1 [16x16] | 1.70 | not run yet |" in text
+    assert "| LeNet-4 | 1.10 | not run yet |" in text
     assert "| K-NN Euclidean, k = 1 | 5.00 | 3.00 (exact) |" in text
     assert "| 28x28-300-10 | 4.70 | 4.40 ± 0.32 (5) |" in text
+
+
+def test_a_run_that_does_not_train_is_listed_but_not_averaged(results):
+    t = fig9.table(results).set_index("source")
+    r = t.loc["net_lenet1"]
+    assert (r.n, r.n_runs, r.seeds) == (2, 3, "1.50 1.90 90.20") and r.error == pytest.approx(1.7)
+    assert t.loc["net_linear"].n == 1  # the linear classifier's runs train below 50%, not below its own 12%
+    assert "1.70 ± 0.28 (2), 1 of 3 do not train" in fig9.markdown(fig9.table(results), 20, 20, 60_000)
 
 
 def test_the_table_is_written_only_with_a_row_of_its_own(results, tmp_path, monkeypatch):
