@@ -116,9 +116,10 @@ def main(images, variant, checkpoint, show, fmt, device):
     model = model.to(device)
     if show:
         check_writable(show)
-    rbf = model.config.output == "rbf"
+    rbf = model.config.output in ("rbf", "targets")  # penalties: to the RBF codes, or to the +-1 targets
     loss_name = model.config.loss if rbf else "cross_entropy"
-    kind = "RBF penalties (smallest wins)" if rbf else "softmax probabilities"
+    kind = ("RBF penalties (smallest wins)" if model.config.output == "rbf" else
+            "penalties to the +-1 targets (smallest wins)") if rbf else "softmax probabilities"
     if fmt == "csv":
         click.echo(",".join(CSV_FIELDS))
     records = []
@@ -140,7 +141,7 @@ def main(images, variant, checkpoint, show, fmt, device):
             with torch.no_grad():
                 out = model(x.unsqueeze(1))[0].cpu()  # (10,)
             probs, none = posteriors(out, loss_name, model.config.map_j)  # (10,), ()
-            predicted = int(out.argmin() if rbf else out.argmax())
+            predicted = int(model.predict(out[None])[0])  # the network's own rule (smallest penalty, largest logit)
             if float(none) > float(probs.max()):  # MAP's rubbish class outweighs every digit (Eq. 9)
                 record["no_digit"] = f"none-of-these {float(none):.2f}"
             record.update(predicted=None if record["no_digit"] else predicted, polarity=polarity, scores=digits7(out),

@@ -48,6 +48,23 @@ def test_predict_reads_real_test_digits_from_png(tmp_path, mnist):
     assert (tmp_path / "show" / "d0.png.pred.png").is_file()
 
 
+def test_predict_reads_a_network_with_the_targets_head(tmp_path, mnist):
+    """A network trained toward +-1 targets (the Fig. 9 networks, the 2009 demo's head) outputs
+    penalties: the smallest wins. (predict read them as logits: a 7 came out as 8.)"""
+    from experiments.variants import VARIANTS, budget
+    from lenet1998.results import RunFolder
+
+    folder = RunFolder(RELEASED.parent / "runs", budget(VARIANTS["net_fc300"].config, 20, 60_000).replace(seed=0))
+    if not folder.done:
+        pytest.skip("no finished net_fc300 run committed")
+    files = [str(write_png(tmp_path / f"d{i}.png", mnist.test_images[i])) for i in range(8)]
+    result = CliRunner().invoke(predict, files + ["--checkpoint", str(folder.path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    got = [int(line.split(": ")[1].split()[0]) for line in result.output.splitlines()]
+    assert got == mnist.test_labels[:8].tolist()  # its test error is about 2.3%
+    assert "penalties to the +-1 targets (smallest wins)" in result.output
+
+
 def test_preprocessing_centres_an_off_centre_digit_and_handles_polarity(mnist):
     digit = mnist.test_images[0].float() / 255  # light on dark, 28x28
     canvas = torch.zeros(80, 60)
