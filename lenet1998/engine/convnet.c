@@ -50,7 +50,7 @@ static int setup(net_t *h, const int *shape, int kind, float A, float S, float s
     if (h->k1 < 1 || h->c1 < 1 || h->rep < 1 || h->c3 < 1 || h->k3 < 1 || h->hidden < 0 || h->h1 % 2 ||
         h->h3 < 2 || h->h3 % 2) return -1;
     size_t n1 = (size_t)h->c1 * h->h1 * h->h1, n2 = (size_t)h->s2 * h->g2 * h->g2, n3 = (size_t)h->c3 * h->h3 * h->h3;
-    size_t n4 = h->n4, nh = h->hidden, total = 784 + 3 * n1 + 3 * n2 + 3 * n3 + 3 * n4 + 3 * nh + 20 + 3 * n2 + n1 + 64;
+    size_t n4 = h->n4, nh = h->hidden, total = 784 + 3 * n1 + 4 * n2 + 3 * n3 + 4 * n4 + 3 * nh + 20;  /* as taken below */
     h->buf = calloc(total, sizeof(float));
     if (!h->buf) return -1;
     float *p = h->buf;

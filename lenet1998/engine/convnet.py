@@ -18,7 +18,7 @@ import torch
 from ..layers import TrainableSubsampling
 from ..networks import LeNet1, LeNet4, build
 from .dense import SQUASHINGS
-from .kernel import Extension
+from .kernel import Extension, OneReplicaAtATime, pointers
 
 # convnet.c's shape of each network it covers: k1, C1 maps, S2 maps per C1 map, C3 maps, k3, hidden units
 SHAPES = {LeNet1: (5, 4, 1, 12, 5, 0), LeNet4: (5, 4, 2, 16, 7, 120)}
@@ -46,13 +46,12 @@ def unsupported(configs, device="cpu") -> str:
     return ""
 
 
-def _ptrs(tensors):
-    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
-
-class ConvNetGroup:
+class ConvNetGroup(OneReplicaAtATime):
     """K replicas of LeNet-1 or LeNet-4 (the configs share the network: lockstep_key), each with
     its own parameters, steps and patterns, stepped by convnet.c one replica at a time."""
+
+    name = "convnet.c"
 
     def __init__(self, configs):
         why = unsupported(configs)
@@ -87,32 +86,11 @@ class ConvNetGroup:
         """(N, 32, 32) coded images -> (N, 28, 28) float32: the network's input layer."""
         return self.field(torch.as_tensor(x, dtype=torch.float32).unsqueeze(1)).squeeze(1).contiguous()
 
-    def steps(self, xs, ys):
-        """B consecutive steps: xs (B, K, 32, 32), ys (B, K) -> penalties (B, K, 10) and loss
-        (B, K) of each step's forward, before its update w -= eps g."""
-        B = xs.shape[0]
-        pen, loss = torch.zeros(self.K, B, 10), torch.zeros(self.K, B)
-        ys = torch.as_tensor(ys).to(torch.int64)
-        for k in range(self.K):
-            x, y = self._inputs(xs[:, k].cpu()), ys[:, k].cpu().contiguous()
-            if self.lib.cn_steps(self.shape.data_ptr(), _ptrs(self.p[k]), _ptrs(self.e[k]), self.kind, self.A, self.S,
-                                 self.scale, self.mask.data_ptr(), x.data_ptr(), y.data_ptr(), B, pen[k].data_ptr(),
-                                 loss[k].data_ptr()):
-                raise ValueError("convnet.c refused the step: labels must be in 0..9")
-        return pen.transpose(0, 1), loss.t()
+    def _steps(self, k, x, y, pen, loss):
+        return self.lib.cn_steps(self.shape.data_ptr(), pointers(self.p[k]), pointers(self.e[k]), self.kind, self.A,
+                                 self.S, self.scale, self.mask.data_ptr(), x.data_ptr(), y.data_ptr(), len(y),
+                                 pen.data_ptr(), loss.data_ptr())
 
-    def step(self, x, y):
-        """One pattern per replica: x (K, 32, 32), y (K,)."""
-        out, loss = self.steps(x.unsqueeze(0), y.unsqueeze(0))
-        return out[0], loss[0]
-
-    @torch.no_grad()
-    def forward(self, xs):
-        """Penalties of every replica on its own patterns: xs (B, K, 32, 32) -> (B, K, 10)."""
-        B = xs.shape[0]
-        pen = torch.zeros(self.K, B, 10)
-        for k in range(self.K):
-            x = self._inputs(xs[:, k].cpu())
-            self.lib.cn_forward(self.shape.data_ptr(), _ptrs(self.p[k]), self.kind, self.A, self.S, self.scale,
-                                self.mask.data_ptr(), x.data_ptr(), B, pen[k].data_ptr())
-        return pen.transpose(0, 1)
+    def _forward(self, k, x, pen):
+        return self.lib.cn_forward(self.shape.data_ptr(), pointers(self.p[k]), self.kind, self.A, self.S, self.scale,
+                                   self.mask.data_ptr(), x.data_ptr(), len(x), pen.data_ptr())

@@ -21,7 +21,7 @@ import ctypes
 import torch
 
 from ..networks import IMAGE, FullyConnectedNet, build, crop
-from .kernel import Extension
+from .kernel import Extension, OneReplicaAtATime, pointers
 
 VW = 16  # dense.c pads every layer's inputs to a multiple of this
 # A layer's squashing, as dense.c's SQ_* enum: none (the linear classifier's output), A tanh(S a), ReLU.
@@ -52,13 +52,12 @@ def _padded(n: int) -> int:
     return -(-n // VW) * VW
 
 
-def _ptrs(tensors):
-    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
 
-
-class DenseGroup:
+class DenseGroup(OneReplicaAtATime):
     """K replicas of the fully connected network of configs[0] (they share it: lockstep_key),
     each with its own parameters, steps and patterns, stepped by dense.c one replica at a time."""
+
+    name = "dense.c"
 
     def __init__(self, configs):
         why = unsupported(configs)
@@ -108,39 +107,12 @@ class DenseGroup:
         pad = _padded(IMAGE * IMAGE) - IMAGE * IMAGE
         return torch.nn.functional.pad(flat, (0, pad)).contiguous() if pad else flat.contiguous()
 
-    def steps(self, xs, ys):
-        """B consecutive steps: xs (B, K, 32, 32), ys (B, K) -> penalties (B, K, 10) and loss
-        (B, K) of each step's forward, before its update w -= eps g."""
-        B = xs.shape[0]
-        pen, loss = torch.zeros(self.K, B, 10), torch.zeros(self.K, B)
-        ys = torch.as_tensor(ys).to(torch.int64)
-        if ys.numel() and (int(ys.min()) < 0 or int(ys.max()) > 9):
-            raise ValueError("labels must be in 0..9")
-        for k in range(self.K):
-            x, y = self._inputs(xs[:, k].cpu()), ys[:, k].cpu().contiguous()
-            rc = self.lib.dn_steps(len(self.layers), self.n.data_ptr(), _ptrs(self.w[k]), _ptrs(self.b[k]),
-                                   _ptrs(self.ew[k]), _ptrs(self.eb[k]), self.kind.data_ptr(), self.A.data_ptr(),
-                                   self.S.data_ptr(), x.data_ptr(), y.data_ptr(), B, pen[k].data_ptr(),
-                                   loss[k].data_ptr())
-            if rc:
-                raise MemoryError("dense.c could not allocate its activations")
-        return pen.transpose(0, 1), loss.t()
+    def _steps(self, k, x, y, pen, loss):
+        return self.lib.dn_steps(len(self.layers), self.n.data_ptr(), pointers(self.w[k]), pointers(self.b[k]),
+                                 pointers(self.ew[k]), pointers(self.eb[k]), self.kind.data_ptr(), self.A.data_ptr(),
+                                 self.S.data_ptr(), x.data_ptr(), y.data_ptr(), len(y), pen.data_ptr(), loss.data_ptr())
 
-    def step(self, x, y):
-        """One pattern per replica: x (K, 32, 32), y (K,)."""
-        out, loss = self.steps(x.unsqueeze(0), y.unsqueeze(0))
-        return out[0], loss[0]
-
-    @torch.no_grad()
-    def forward(self, xs):
-        """Penalties of every replica on its own patterns: xs (B, K, 32, 32) -> (B, K, 10)."""
-        B = xs.shape[0]
-        pen = torch.zeros(self.K, B, 10)
-        for k in range(self.K):
-            x = self._inputs(xs[:, k].cpu())
-            rc = self.lib.dn_forward(len(self.layers), self.n.data_ptr(), _ptrs(self.w[k]), _ptrs(self.b[k]),
-                                     self.kind.data_ptr(), self.A.data_ptr(), self.S.data_ptr(), x.data_ptr(), B,
-                                     pen[k].data_ptr())
-            if rc:
-                raise MemoryError("dense.c could not allocate its activations")
-        return pen.transpose(0, 1)
+    def _forward(self, k, x, pen):
+        return self.lib.dn_forward(len(self.layers), self.n.data_ptr(), pointers(self.w[k]), pointers(self.b[k]),
+                                   self.kind.data_ptr(), self.A.data_ptr(), self.S.data_ptr(), x.data_ptr(), len(x),
+                                   pen.data_ptr())

@@ -198,6 +198,46 @@ class Extension:
         return self._failure or ""
 
 
+def pointers(tensors):
+    """A C array of the tensors' data pointers (float ** in the other kernels' signatures)."""
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+class OneReplicaAtATime:
+    """The group interface (steps, step, forward) of a kernel that runs one replica at a time
+    through all the patterns of a call (dense.c, convnet.c): the replicas are independent, so
+    the result is the group's in lockstep. A subclass gives K, `_inputs(x)` ((N, 32, 32) coded
+    images -> its contiguous float32 input layer), and `_steps(k, x, y, pen, loss)` and
+    `_forward(k, x, pen)` for replica k, each returning its C call's code (0: done)."""
+
+    name = "the kernel"
+
+    def steps(self, xs, ys):
+        """B consecutive steps: xs (B, K, 32, 32), ys (B, K) -> penalties (B, K, 10) and loss
+        (B, K) of each step's forward, before its update w -= eps g."""
+        B = xs.shape[0]
+        pen, loss = torch.zeros(self.K, B, 10), torch.zeros(self.K, B)
+        ys = _labels(ys)
+        for k in range(self.K):
+            if self._steps(k, self._inputs(xs[:, k].cpu()), ys[:, k].contiguous(), pen[k], loss[k]):
+                raise MemoryError(f"{self.name} could not allocate its activations")
+        return pen.transpose(0, 1), loss.t()
+
+    def step(self, x, y):
+        """One pattern per replica: x (K, 32, 32), y (K,)."""
+        out, loss = self.steps(x.unsqueeze(0), y.unsqueeze(0))
+        return out[0], loss[0]
+
+    @torch.no_grad()
+    def forward(self, xs):
+        """Penalties of every replica on its own patterns: xs (B, K, 32, 32) -> (B, K, 10)."""
+        pen = torch.zeros(self.K, xs.shape[0], 10)
+        for k in range(self.K):
+            if self._forward(k, self._inputs(xs[:, k].cpu()), pen[k]):
+                raise MemoryError(f"{self.name} could not allocate its activations")
+        return pen.transpose(0, 1)
+
+
 _measured: dict | None = None
 
 
