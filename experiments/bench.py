@@ -96,15 +96,24 @@ def plain_per_pattern(data, patterns, device, ready=None, network="pinned"):
         model.load_state_dict({k: v.reshape(model.state_dict()[k].shape) for k, v in LeNet5(config).initialize().state_dict().items()})
     else:
         model = LeNet5(config).initialize().to(device)
-    eps = [torch.full_like(p, 1e-3) for p in model.parameters()]
+    def criterion(out, y):  # out (1, 1, 10) pinned, (1, 10) reference
+        return map_loss(out, y.view(out.shape[:-1]), config.map_j)
+
+    return plain_loop(model, criterion, data, patterns, 1e-3, device, ready)
+
+
+def plain_loop(model, criterion, data, patterns, step, device="cpu", ready=None):
+    """Seconds for `patterns` per-pattern steps of the loop a PyTorch user writes: forward,
+    criterion(out, label), backward, w -= step * g for every parameter. ready(): called just
+    before the clock starts."""
+    eps = [torch.full_like(p, step) for p in model.parameters()]
     x = encode(data.train_images[:patterns], "paper").to(device)
     y = data.train_labels[:patterns].to(device)
     if ready is not None:
         ready()
     start = time.perf_counter()
     for i in range(patterns):
-        out = model(x[i:i + 1].unsqueeze(1))  # (1, 1, 10) pinned, (1, 10) reference
-        loss = map_loss(out, y[i:i + 1].view(out.shape[:-1]), config.map_j).sum()
+        loss = criterion(model(x[i:i + 1].unsqueeze(1)), y[i:i + 1]).sum()
         loss.backward()
         with torch.no_grad():
             for p, e in zip(model.parameters(), eps):
@@ -119,20 +128,8 @@ def plain_network(data, network, patterns):
     from lenet1998.loss import mle_loss
     from lenet1998.networks import build_model
 
-    config = LeNetConfig(network=network, output="targets", loss="mle")
-    model = build_model(config)
-    eps = [torch.full_like(p, 1e-4) for p in model.parameters()]
-    x = encode(data.train_images[:patterns], "paper")
-    y = data.train_labels[:patterns]
-    start = time.perf_counter()
-    for i in range(patterns):
-        loss = mle_loss(model(x[i:i + 1].unsqueeze(1)), y[i:i + 1]).sum()
-        loss.backward()
-        with torch.no_grad():
-            for p, e in zip(model.parameters(), eps):
-                p.sub_(e * p.grad)
-                p.grad = None
-    return time.perf_counter() - start
+    model = build_model(LeNetConfig(network=network, output="targets", loss="mle"))
+    return plain_loop(model, mle_loss, data, patterns, 1e-4)
 
 
 NETWORK_CASES = ("plain per-pattern loop over the module (reference)", "fit, per-pattern SDLM, lockstep, vmap",
