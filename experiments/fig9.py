@@ -19,26 +19,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import click
-import torch
-
-import math
-
 import numpy as np
 import pandas as pd
+import torch
 
+from lenet1998 import networks
 from lenet1998.classical import UNIT_OUTPUT, knn, pairwise_fit, pairwise_scores, rejection
 from lenet1998.data import load_mnist
-from lenet1998 import networks
 from lenet1998.paper import LINEAR_CLASSIFIER_ERROR
 from lenet1998.patterns import test_images
 from lenet1998.results import (
     RunFolder, atomic_write_text, check_writable, cpu_model, git_state, load_trained, read_manifest,
 )
 
-from .ablation_tables import PAPER_UNCERTAINTY, latex_escape, latex_signs
+from .ablation_tables import PAPER_UNCERTAINTY, latex_escape, latex_signs, versus_uncertainty
 from .common import command, data_dir_option, one_line_errors
 from .stats import mean_interval
 from .tables import fmt, load_runs
@@ -49,8 +47,8 @@ CLASSICAL = "classical.json"
 REJECTION = "rejection.json"
 MAX_SEEDS = 20  # seeds read per trained row (paper has 20)
 
-# The rows of Fig. 9 in the paper's order: (row, source, what). source: a variant (trained rows,
-# every finished seed), "classical:<key>" (classical.json), or None (not built: the note says why).
+# The rows of Fig. 9 built here, in the paper's order: (row, source, what). source: a variant
+# (trained rows, every finished seed) or "classical:<key>" (classical.json); NOT_BUILT names the rest.
 ROWS = [
     ("linear", "net_linear", "784 -> 10, bias"),
     ("pairwise", "classical:pairwise", "45 units i/j, least squares"),
@@ -209,7 +207,7 @@ def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = 20, train_size: int =
             if c:
                 row.update(error=c["test_error"], error_std=math.nan, rejection=c["rejection_0.5"],
                            multiply_adds=c["multiply_adds"], params=c["params"], difference=c["test_error"] - paper[0],
-                           diff_low=math.nan, diff_high=math.nan, errors="")
+                           diff_ci95_low=math.nan, diff_ci95_high=math.nan, errors="")
         else:
             v = variants[source]
             network = v.config.network
@@ -230,16 +228,11 @@ def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = 20, train_size: int =
                        rejection=float(rej["rejection_0.5"].mean()) if len(rej) else math.nan,
                        n_rejection=len(rej), multiply_adds=connections, params=params,
                        difference=(float(e.mean()) - v.paper_test_error) if len(e) and v.paper_test_error else math.nan,
-                       diff_low=m.low - v.paper_test_error if m and v.paper_test_error else math.nan,
-                       diff_high=m.high - v.paper_test_error if m and v.paper_test_error else math.nan,
+                       diff_ci95_low=m.low - v.paper_test_error if m and v.paper_test_error else math.nan,
+                       diff_ci95_high=m.high - v.paper_test_error if m and v.paper_test_error else math.nan,
                        failed=int((runs.variant == source).sum() - len(r)) if len(runs) else 0)
         rows.append(row)
-    t = pd.DataFrame(rows)
-    low, high = t.diff_low, t.diff_high
-    t["vs_paper_uncertainty"] = ["–" if pd.isna(lo) else "beyond" if lo > PAPER_UNCERTAINTY or hi < -PAPER_UNCERTAINTY
-                                 else "inside" if lo >= -PAPER_UNCERTAINTY and hi <= PAPER_UNCERTAINTY else "undecided"
-                                 for lo, hi in zip(low, high)]
-    return t
+    return versus_uncertainty(pd.DataFrame(rows))
 
 
 def _k(x) -> str:
@@ -247,10 +240,6 @@ def _k(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     return f"{x / 1000:,.0f}" if x >= 10_000 else f"{x / 1000:,.1f}"
-
-
-def _p(x, spec=".2f") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 NOT_BUILT = ("Not built yet: boosted LeNet-4, LeNet-4's K-NN and local-learning variants, the deslanted rows "
@@ -287,15 +276,15 @@ def markdown(t: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
         elif r.seeds == "exact":
             ours, diff = f"{r.error:.2f} (exact)", f"{r.difference:+.2f}"
         else:
-            ours = (f"{r.error:.2f} ± {_p(r.error_std)} ({r.n})" if r.n else "–") + \
+            ours = (f"{r.error:.2f} ± {fmt(r.error_std)} ({r.n})" if r.n else "–") + \
                 (f", {r.n_runs - r.n} of {r.n_runs} do not train" if r.n_runs > r.n else "") + \
                 (f", {r.failed} failed" if r.failed else "")
-            diff = f"{r.difference:+.2f} [{r.diff_low:+.2f}, {r.diff_high:+.2f}]" if not math.isnan(r.diff_low) else \
+            diff = f"{r.difference:+.2f} [{r.diff_ci95_low:+.2f}, {r.diff_ci95_high:+.2f}]" if not math.isnan(r.diff_ci95_low) else \
                 (f"{r.difference:+.2f}" if not math.isnan(r.difference) else "–")
-        lines.append(f"| {r.row} | {_p(r.paper_error)} | {ours} | {r.seeds if r.seeds != 'exact' else '–'} | "
-                     f"{diff} | {r.vs_paper_uncertainty} | {_p(r.paper_rejection, '.1f')} | {_p(r.rejection, '.1f')} | "
-                     f"{_p(r.paper_multiply_adds_k, ',.0f')} | {_k(r.multiply_adds)} | "
-                     f"{_p(r.paper_params_k, ',.0f')} | {_k(r.params)} |")
+        lines.append(f"| {r.row} | {fmt(r.paper_error)} | {ours} | {r.seeds if r.seeds != 'exact' else '–'} | "
+                     f"{diff} | {r.vs_paper_uncertainty} | {fmt(r.paper_rejection, '.1f')} | {fmt(r.rejection, '.1f')} | "
+                     f"{fmt(r.paper_multiply_adds_k, ',.0f')} | {_k(r.multiply_adds)} | "
+                     f"{fmt(r.paper_params_k, ',.0f')} | {_k(r.params)} |")
     lines += ["", NOT_BUILT]
     return "\n".join(lines) + "\n"
 
@@ -308,11 +297,11 @@ def latex(t: pd.DataFrame, seeds: int, epochs: int, train_size: int) -> str:
              r"row & paper (\%) & ours (\%) & ours $-$ paper [95\% CI] & rejection (\%) & mult.-adds (k) & "
              r"params (k) \\", r"\midrule"]
     for r in t.itertuples():
-        ours = "--" if r.n == 0 else f"{r.error:.2f}" if r.seeds == "exact" else f"{r.error:.2f} $\\pm$ {_p(r.error_std)}" + \
+        ours = "--" if r.n == 0 else f"{r.error:.2f}" if r.seeds == "exact" else f"{r.error:.2f} $\\pm$ {fmt(r.error_std)}" + \
             (f" ({r.n}/{r.n_runs} train)" if r.n_runs > r.n else "")
-        diff = "--" if r.n == 0 else latex_signs(f"{r.difference:+.2f}" + ("" if math.isnan(r.diff_low) else
-                                                                     f" [{r.diff_low:+.2f}, {r.diff_high:+.2f}]"))
-        cells = [latex_escape(r.row), _p(r.paper_error), ours, diff, _p(r.rejection, ".1f"), _k(r.multiply_adds),
+        diff = "--" if r.n == 0 else latex_signs(f"{r.difference:+.2f}" + ("" if math.isnan(r.diff_ci95_low) else
+                                                                     f" [{r.diff_ci95_low:+.2f}, {r.diff_ci95_high:+.2f}]"))
+        cells = [latex_escape(r.row), fmt(r.paper_error), ours, diff, fmt(r.rejection, ".1f"), _k(r.multiply_adds),
                  _k(r.params)]
         lines.append(" & ".join(c.replace("–", "--") for c in cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]

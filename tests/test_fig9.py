@@ -40,7 +40,7 @@ def test_a_trained_row_is_its_seeds_against_the_papers_value(results):
     r = t.loc["net_fc300"]
     assert r.n == 5 and r.error == pytest.approx(4.4) and r.seeds == "4.00 4.20 4.40 4.60 4.80"
     half = stats.t.ppf(0.975, 4) * pd.Series([4.0, 4.2, 4.4, 4.6, 4.8]).std() / math.sqrt(5)
-    assert (r.difference, r.diff_low, r.diff_high) == pytest.approx((-0.3, -0.3 - half, -0.3 + half))
+    assert (r.difference, r.diff_ci95_low, r.diff_ci95_high) == pytest.approx((-0.3, -0.3 - half, -0.3 + half))
     assert r.vs_paper_uncertainty == "undecided"  # [-0.69, +0.09]: crosses the -0.1 edge
     assert r.rejection == pytest.approx(25.0)  # the mean over the seeds that have a run
     assert (r.params, r.multiply_adds) == (238_510, 238_610)  # the model's counts (+100: the +-1 targets' head)
@@ -50,7 +50,7 @@ def test_a_trained_row_is_its_seeds_against_the_papers_value(results):
 def test_an_exact_row_and_a_row_without_results(results):
     t = fig9.table(results).set_index("source")
     knn = t.loc["classical:knn_k1"]
-    assert (knn.n, knn.error, knn.difference, knn.rejection) == (1, 3.0, -2.0, 10.0) and math.isnan(knn.diff_low)
+    assert (knn.n, knn.error, knn.difference, knn.rejection) == (1, 3.0, -2.0, 10.0) and math.isnan(knn.diff_ci95_low)
     assert t.loc["classical:pairwise"].n == 0 and t.loc["net_lenet4"].n_runs == 0
     text = fig9.markdown(fig9.table(results), 20, 20, 60_000)
     assert "| LeNet-4 | 1.10 | not run yet |" in text
