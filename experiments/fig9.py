@@ -38,6 +38,7 @@ from lenet1998.results import (
 
 from .ablation_tables import PAPER_UNCERTAINTY, latex_escape, latex_signs, versus_uncertainty
 from .common import command, data_dir_option, one_line_errors
+from .grid import GRID
 from .stats import mean_interval
 from .tables import fmt, load_runs
 from .variants import VARIANTS, budget, family
@@ -122,13 +123,14 @@ def scores(model, config, images) -> torch.Tensor:
 
 def rejection_rows(out: Path, data, known: dict) -> dict:
     """{run folder name: {variant, seed, test_error, recorded_test_error, rejection_0.5}} of every
-    finished run of the trained rows (20 passes over 60,000 patterns, seeds below MAX_SEEDS), from
-    its final checkpoint on the test set; runs already in `known` are kept as they are."""
+    finished run of the trained rows (the grid's budget: 20 passes over 60,000 patterns; seeds
+    below MAX_SEEDS), from its final checkpoint on the test set; runs already in `known` are
+    kept as they are."""
     rows = dict(known)
     coded = {}
     for name, v in trained_variants().items():
         for seed in range(MAX_SEEDS):
-            folder = RunFolder(out / "runs", budget(v.config, 20, 60_000).replace(seed=seed))
+            folder = RunFolder(out / "runs", budget(v.config, GRID.epochs, GRID.train_size).replace(seed=seed))
             if folder.path.name in rows or not folder.finished:
                 continue
             model = load_trained(folder.path / "checkpoint.pt")
@@ -189,7 +191,7 @@ def _read(path: Path, key: str) -> dict:
     return json.loads(path.read_text())[key] if path.is_file() else {}
 
 
-def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = 20, train_size: int = 60_000) -> pd.DataFrame:
+def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = GRID.epochs, train_size: int = GRID.train_size) -> pd.DataFrame:
     """One row per row of Fig. 9 that is built here (ROWS): the paper's numbers beside ours."""
     classical = _read(out / FOLDER / CLASSICAL, "rows")
     rejected = pd.DataFrame(_read(out / FOLDER / REJECTION, "runs").values(), columns=["variant", "seed", "rejection_0.5"])
@@ -338,7 +340,7 @@ def figure(t: pd.DataFrame, runs_by_row: dict, path: Path):
     return save_figure(fig, path)
 
 
-def build(out: Path, seeds: int = MAX_SEEDS, epochs: int = 20, train_size: int = 60_000, tex: bool = False) -> list:
+def build(out: Path, seeds: int = MAX_SEEDS, epochs: int = GRID.epochs, train_size: int = GRID.train_size, tex: bool = False) -> list:
     """fig9.md/.csv (and .tex) and figures/fig9.png, if a row of its own (K-NN, pairwise, a
     network of the fig9 family) has a result; returns the paths."""
     t = table(out, seeds, epochs, train_size)
