@@ -108,9 +108,9 @@ def _machine() -> str:
 
 
 def _build(extra=(), source=SOURCE) -> Path:
-    """Compile `source` (kernel.c, or dense.c for engine/dense.py; cached by source, flags,
-    compiler and machine); without -march=native if the compiler refuses it. extra: more flags
-    (-DLK_PROFILE)."""
+    """Compile `source` (kernel.c, or an Extension's: dense.c, convnet.c; cached by source,
+    flags, compiler and machine); without -march=native if the compiler refuses it. extra: more
+    flags (-DLK_PROFILE)."""
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (cc, gcc, clang or $CC)")
