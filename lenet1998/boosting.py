@@ -19,13 +19,30 @@ order it is drawn) through the answers of the nets already trained:
     shortcut(first, combined, threshold)  net 1's answer where its top-two margin reaches the
                                           threshold, else the sum; returns the nets called
 
+The stream of new patterns the filters read (CandidateStream): distortions of the training
+digits that no net has seen. Sweep s presents the n training originals in a random order of its
+own, each with fresh distortion parameters (lenet1998/distortions.py's ranges), drawn from
+generators that depend only on (seed, sweep); candidate j is place j % n of sweep j // n. The
+sets are built by reading the stream in chunks through the nets' answers:
+
+    mixed_set(stream, answer, n, coins)         net 2's set, from candidate 0 on
+    disagreement_set(stream, a, b, n, start)    net 3's set, from the candidate after net 2's last
+
 Not stated, and so readings (REPRODUCING "The other networks of Fig. 9"): the sizes of the
-second and third training sets, the confidence measure and its threshold.
+second and third training sets, the stream they are drawn from, the confidence measure and its
+threshold.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
+
+from .distortions import FIELD, distort, sample_parameters
+from .patterns import STREAM_CANDIDATES, generator
+
+CHUNK = 50_000  # candidates read through the nets at once
 
 
 def mixed_filter(correct, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -83,3 +100,83 @@ def shortcut(first, combined, threshold: float):
     confident = margin(first) >= threshold
     scores = torch.where(confident.unsqueeze(-1), torch.as_tensor(first), torch.as_tensor(combined))
     return scores, torch.where(confident, 1, 3)
+
+
+class CandidateStream:
+    """An unending stream of new distorted training digits (see the module docstring).
+
+    originals: (n, 32, 32) ink in [0, 1] (lenet1998.data.ink of the training images); labels
+    (n,). A candidate is returned as the 28x28 image LeNet-4 reads (the central 28x28 of the
+    distorted 32x32 field) in MNIST's grey levels 0-255, as floats (not rounded): a training set
+    of such images goes through lenet1998.data.encode like MNIST's own."""
+
+    def __init__(self, originals: torch.Tensor, labels: torch.Tensor, seed: int, scale: float = 1.0):
+        self.originals, self.labels, self.seed, self.scale = originals, labels, int(seed), scale
+        self.n = len(originals)
+        self._sweeps = {}
+
+    def sweep(self, s: int):
+        """(order (n,), parameters (n, 5)) of sweep s."""
+        if s not in self._sweeps:
+            g = generator(self.seed, STREAM_CANDIDATES, s)
+            self._sweeps = {s: (torch.randperm(self.n, generator=g), sample_parameters(self.n, g, self.scale))}
+        return self._sweeps[s]
+
+    def _parts(self, index: torch.Tensor):
+        index = torch.as_tensor(index, dtype=torch.long)
+        originals, params = torch.empty_like(index), torch.empty(len(index), 5)
+        for s in index.div(self.n, rounding_mode="floor").unique().tolist():
+            at = index.div(self.n, rounding_mode="floor") == s
+            order, p = self.sweep(s)
+            originals[at], params[at] = order[index[at] % self.n], p[index[at] % self.n]
+        return originals, params
+
+    def targets(self, index) -> torch.Tensor:
+        return self.labels[self._parts(index)[0]]
+
+    def images(self, index) -> torch.Tensor:
+        """(M, 28, 28) grey levels of candidates `index` (M,)."""
+        originals, params = self._parts(index)
+        ink = distort(self.originals[originals], params)
+        margin = (FIELD - 28) // 2
+        return 255.0 * ink[:, margin:FIELD - margin, margin:FIELD - margin]
+
+
+def _chunks(stream, start: int, chunk: int):
+    while True:
+        index = torch.arange(start, start + chunk)
+        yield index, stream.images(index), stream.targets(index)
+        start += chunk
+
+
+def mixed_set(stream, answer, n: int, coins: torch.Generator, chunk: int = CHUNK) -> torch.Tensor:
+    """Net 2's set: the stream indices mixed_filter keeps, reading the stream from candidate 0
+    through answer(images) -> net 1's classes, chunk after chunk until the mix is complete."""
+    state = coins.get_state()
+    heads = int((torch.rand(n, generator=coins) < 0.5).sum())
+    correct = []
+    for index, images, targets in _chunks(stream, 0, chunk):
+        correct.append(answer(images) == targets)
+        every = torch.cat(correct)
+        if int(every.sum()) >= heads and int((~every).sum()) >= n - heads:
+            try:
+                return mixed_filter(every, n, torch.Generator().set_state(state))
+            except ValueError:  # enough of each kind, but not in an order that completes the mix yet
+                continue
+
+
+def disagreement_set(stream, first, second, n: int, start: int, chunk: int = CHUNK) -> torch.Tensor:
+    """Net 3's set: the first n stream indices at or after `start` on which first(images) and
+    second(images) (nets 1 and 2's classes) differ."""
+    found, total = [], 0
+    for index, images, _ in _chunks(stream, start, chunk):
+        differ = index[first(images) != second(images)]
+        found.append(differ)
+        total += len(differ)
+        if total >= n:
+            return torch.cat(found)[:n]
+
+
+def digest(images: torch.Tensor) -> str:
+    """The SHA-256 of a set's images (float32 bytes): what a resumed run checks it trains on."""
+    return hashlib.sha256(images.to(torch.float32).contiguous().numpy().tobytes()).hexdigest()

@@ -25,6 +25,8 @@ from .registry import ConfigError, Registry
 
 # Streams of per-seed random numbers, so that no two uses share a generator.
 STREAM_ORDER, STREAM_HESSIAN, STREAM_DISTORTIONS, STREAM_POOL = 1, 2, 3, 4
+# New distorted patterns for boosted LeNet-4's filters, and the coins of net 2's mix (lenet1998/boosting.py).
+STREAM_CANDIDATES, STREAM_COINS = 5, 6
 
 
 def generator(seed: int, stream: int, pass_number: int = 0) -> torch.Generator:

@@ -1,0 +1,181 @@
+"""Boosted LeNet-4 (Sec. III-C.8, Fig. 9's 0.7%): three LeNet-4s, the second and third trained
+on patterns filtered by the nets before them (lenet1998/boosting.py).
+
+    python -m experiments.ablate --family fig9     # net 1: `net_lenet4`, trained the usual way
+    python -m experiments.boosted                  # nets 2 and 3 of seeds 0-4, then the combination
+    python -m experiments.boosted --seed 1 --seed 3    # some seeds (two processes: disjoint seeds)
+
+Net 1 of seed s is the finished `net_lenet4` run of seed s in <out>/runs ("the first one is
+trained the usual way"). Net 2 trains on SET_SIZE new distorted patterns, half of them ones net 1
+gets right and half ones it gets wrong; net 3 on SET_SIZE new ones on which nets 1 and 2
+disagree, read from the stream after the last candidate net 2's set used. Each trains as
+`net_lenet4` does (its config, with its own seed: s + SEED_OFFSET[net]): per-pattern SDLM, 20
+passes over its set in one random order. Their run folders are under <out>/fig9/boosted/, each
+with `training_set.json` (the set's stream positions, counts and SHA-256; a resumed run
+rebuilds its set and checks it is the same).
+
+At test time the three nets' outputs are added (their scores: minus the target head's
+penalties, whose sum ranks the classes as the sum of the outputs does). The shortcut
+(lenet1998.boosting.shortcut) answers with net 1 alone where its margin reaches a threshold,
+chosen without the test set: the smallest margin at which the shortcut makes no more errors
+than the full sum on the VALIDATION new candidates after net 3's set. Written to
+<out>/fig9/boosted.json per seed: each net's test error, the combination's, Fig. 10's rejection
+for 0.5% error, the threshold, the shortcut's test error and its average number of nets called.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from lenet1998.boosting import (
+    CandidateStream, added, digest, disagreement_set, margin, mixed_set, shortcut,
+)
+from lenet1998.classical import rejection
+from lenet1998.data import MNIST, encode, ink, load_mnist
+from lenet1998.patterns import STREAM_COINS, generator, test_images
+from lenet1998.results import (
+    ResultsError, RunFolder, atomic_write_text, check_writable, git_state, load_trained, read_manifest, write_json,
+)
+
+from .common import command, data_dir_option, one_line_errors
+from .fig9 import FOLDER, scores
+from .grid import GRID, train_group
+from .variants import VARIANTS, budget
+
+NET1 = "net_lenet4"
+SET_SIZE = 60_000  # each filtered set: as many patterns as the training set (not stated)
+SEED_OFFSET = {2: 1000, 3: 2000}  # nets 2 and 3 of seed s start from seeds s + offset: not net 1's start
+VALIDATION = 20_000  # new candidates after net 3's set: where the shortcut's threshold is chosen
+RUNS = "boosted"  # <out>/fig9/boosted/<config hash>/: the run folders of nets 2 and 3
+RESULT = "boosted.json"
+LABEL = "boosted_lenet4 net {}"
+
+
+def net_config(seed: int, net: int):
+    """The config of net `net` (1, 2, 3) of boosted LeNet-4 seed `seed`."""
+    config = budget(VARIANTS[NET1].config, GRID.epochs, GRID.train_size)
+    return config.replace(seed=seed + SEED_OFFSET.get(net, 0))
+
+
+def answers(model, config):
+    """images (M, 28, 28) grey levels -> the network's classes (M,)."""
+    return lambda images: scores(model, config, encode(images, config.input_coding)).argmax(1)
+
+
+def net1_folder(out: Path, seed: int) -> RunFolder:
+    folder = RunFolder(out / "runs", net_config(seed, 1))
+    if not folder.done:
+        raise ResultsError(f"{folder.path}: net 1 of boosted LeNet-4 seed {seed} ({NET1} seed {seed}) is not "
+                           f"trained; run python -m experiments.ablate --family fig9 first")
+    return folder
+
+
+def build_set(stream: CandidateStream, seed: int, net: int, models: list, configs: list, start: int = 0):
+    """(stream indices, description) of net `net`'s training set."""
+    if net == 2:
+        index = mixed_set(stream, answers(models[0], configs[0]), SET_SIZE, generator(seed, STREAM_COINS))
+        read = int(index[-1]) + 1
+    else:
+        index = disagreement_set(stream, answers(models[0], configs[0]), answers(models[1], configs[1]),
+                                 SET_SIZE, start)
+        read = int(index[-1]) + 1 - start
+    return index, {"net": net, "size": len(index), "first_candidate": int(index[0]), "last_candidate": int(index[-1]),
+                   "candidates_read_from": start, "candidates_read": read}
+
+
+def train_net(out: Path, data: MNIST, stream: CandidateStream, seed: int, net: int, models: list, configs: list,
+              start: int, engine: str) -> RunFolder:
+    """Train net `net` of seed `seed` into its run folder (or find it done); returns the folder."""
+    root = out / FOLDER / RUNS
+    config = net_config(seed, net)
+    folder = RunFolder(root, config)
+    if folder.done:
+        return folder
+    click.echo(f"boosted LeNet-4 seed {seed}: filtering net {net}'s set ...", err=True)
+    index, described = build_set(stream, seed, net, models, configs, start)
+    images, labels = stream.images(index), stream.targets(index)
+    if net == 2:
+        described["net1_right"] = int((answers(models[0], configs[0])(images) == labels).sum())
+    described.update(sha256=digest(images), net1=str(configs[0].digest()), nets_before=[c.digest() for c in configs])
+    known = folder.path / "training_set.json"
+    if known.is_file() and json.loads(known.read_text())["sha256"] != described["sha256"]:
+        raise ResultsError(f"{known}: the set rebuilt now differs from the one this run started on; "
+                           f"move {folder.path} aside to train it again")
+    folder.path.mkdir(parents=True, exist_ok=True)
+    write_json(known, described)
+    filtered = MNIST(images, labels, data.test_images, data.test_labels)
+    click.echo(f"boosted LeNet-4 seed {seed}: training net {net} on {len(index):,} patterns "
+               f"({described['candidates_read']:,} candidates read)", err=True)
+    train_group([(LABEL.format(net), config)], root, filtered, engine=engine)
+    if not folder.done:
+        raise ResultsError(f"{folder.path}: net {net} of seed {seed} did not finish (another process may hold it)")
+    return folder
+
+
+def evaluate(out: Path, data: MNIST, stream: CandidateStream, seed: int, folders: list, start: int) -> dict:
+    """The combination of seed `seed` on the test set, and its shortcut (module docstring)."""
+    models = [load_trained(f.path / "checkpoint.pt") for f in folders]
+    configs = [f.config for f in folders]
+    images, labels = test_images(configs[0], data)
+    each = [scores(m, c, images) for m, c in zip(models, configs)]
+    combined = added(each)
+    index = torch.arange(start, start + VALIDATION)  # new candidates: never a training or test pattern
+    coded, targets = encode(stream.images(index), configs[0].input_coding), stream.targets(index)
+    v_each = [scores(m, c, coded) for m, c in zip(models, configs)]
+    v_combined = added(v_each)
+    full_errors = int((v_combined.argmax(1) != targets).sum())
+    threshold = next(float(t) for t in margin(v_each[0]).sort().values.tolist() + [float("inf")]
+                     if int((shortcut(v_each[0], v_combined, t)[0].argmax(1) != targets).sum()) <= full_errors)
+    shortcut_scores, called = shortcut(each[0], combined, threshold)
+
+    def error(s):
+        return 100.0 * float((s.argmax(1) != labels).double().mean())
+
+    return {"seed": seed, "nets": [f.path.name for f in folders], "net_test_errors": [error(s) for s in each],
+            "recorded_net_test_errors": [read_manifest(f.path)["final_test_error"] for f in folders],
+            "test_error": error(combined), "rejection_0.5": rejection(combined, labels),
+            "threshold": threshold, "validation_candidates": [start, start + VALIDATION],
+            "shortcut_test_error": error(shortcut_scores), "nets_called": float(called.double().mean())}
+
+
+@command()
+@click.option("--seed", "seeds", type=click.IntRange(0), multiple=True, default=tuple(range(5)), show_default=True,
+              help="Seeds to build (repeatable); net 1 of seed s is net_lenet4's run of seed s.")
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
+              help="Results folder: reads <out>/runs, writes <out>/fig9/boosted/ and <out>/fig9/boosted.json.")
+@click.option("--engine", type=click.Choice(["auto", "kernel", "compiled", "eager"]), default="auto", show_default=True)
+@data_dir_option
+@one_line_errors
+def main(seeds, out, engine, data_dir):
+    """Train nets 2 and 3 of boosted LeNet-4 for each seed (resuming), then record the combination."""
+    torch.set_num_threads(1)
+    out = Path(out)
+    target = check_writable(out / FOLDER)
+    data = load_mnist(data_dir)
+    originals = ink(data.train_images)
+    path = target / RESULT
+    for seed in sorted(set(seeds)):
+        folders = [net1_folder(out, seed)]
+        stream = CandidateStream(originals, data.train_labels, seed)
+        start = 0
+        for net in (2, 3):
+            models = [load_trained(f.path / "checkpoint.pt") for f in folders]
+            folders.append(train_net(out, data, stream, seed, net, models, [f.config for f in folders], start, engine))
+            start = json.loads((folders[-1].path / "training_set.json").read_text())["last_candidate"] + 1
+        row = evaluate(out, data, stream, seed, folders, start)
+        known = json.loads(path.read_text())["seeds"] if path.is_file() else {}  # another process may have written
+        known[str(seed)] = row
+        atomic_write_text(path, json.dumps({"seeds": known, "command": "python -m experiments.boosted", **git_state()},
+                                           indent=2, sort_keys=True) + "\n")
+        click.echo(f"seed {seed}: nets {', '.join(f'{e:.2f}' for e in row['net_test_errors'])}% -> boosted "
+                   f"{row['test_error']:.2f}%; shortcut {row['shortcut_test_error']:.2f}% at "
+                   f"{row['nets_called']:.2f} nets per pattern")
+    click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
