@@ -43,6 +43,7 @@ from .distortions import FIELD, distort, sample_parameters
 from .patterns import STREAM_CANDIDATES, generator
 
 CHUNK = 50_000  # candidates read through the nets at once
+LIMIT = 20_000_000  # candidates a set may read (333 sweeps of 60,000) before it is given up
 
 
 def mixed_filter(correct, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -142,20 +143,20 @@ class CandidateStream:
         return 255.0 * ink[:, margin:FIELD - margin, margin:FIELD - margin]
 
 
-def _chunks(stream, start: int, chunk: int):
-    while True:
-        index = torch.arange(start, start + chunk)
+def _chunks(stream, start: int, chunk: int, limit: int):
+    for first in range(start, start + limit, chunk):
+        index = torch.arange(first, min(first + chunk, start + limit))
         yield index, stream.images(index), stream.targets(index)
-        start += chunk
 
 
-def mixed_set(stream, answer, n: int, coins: torch.Generator, chunk: int = CHUNK) -> torch.Tensor:
+def mixed_set(stream, answer, n: int, coins: torch.Generator, chunk: int = CHUNK, limit: int = LIMIT) -> torch.Tensor:
     """Net 2's set: the stream indices mixed_filter keeps, reading the stream from candidate 0
-    through answer(images) -> net 1's classes, chunk after chunk until the mix is complete."""
+    through answer(images) -> net 1's classes, chunk after chunk until the mix is complete.
+    ValueError if `limit` candidates do not complete it."""
     state = coins.get_state()
     heads = int((torch.rand(n, generator=coins) < 0.5).sum())
     correct = []
-    for index, images, targets in _chunks(stream, 0, chunk):
+    for index, images, targets in _chunks(stream, 0, chunk, limit):
         correct.append(answer(images) == targets)
         every = torch.cat(correct)
         if int(every.sum()) >= heads and int((~every).sum()) >= n - heads:
@@ -163,18 +164,23 @@ def mixed_set(stream, answer, n: int, coins: torch.Generator, chunk: int = CHUNK
                 return mixed_filter(every, n, torch.Generator().set_state(state))
             except ValueError:  # enough of each kind, but not in an order that completes the mix yet
                 continue
+    every = torch.cat(correct)
+    raise ValueError(f"the stream ran out: {limit:,} candidates hold {int(every.sum())} right and "
+                     f"{int((~every).sum())} wrong answers of net 1, short of a {n}-pattern mix")
 
 
-def disagreement_set(stream, first, second, n: int, start: int, chunk: int = CHUNK) -> torch.Tensor:
+def disagreement_set(stream, first, second, n: int, start: int, chunk: int = CHUNK, limit: int = LIMIT) -> torch.Tensor:
     """Net 3's set: the first n stream indices at or after `start` on which first(images) and
-    second(images) (nets 1 and 2's classes) differ."""
+    second(images) (nets 1 and 2's classes) differ. ValueError if `limit` candidates hold fewer."""
     found, total = [], 0
-    for index, images, _ in _chunks(stream, start, chunk):
+    for index, images, _ in _chunks(stream, start, chunk, limit):
         differ = index[first(images) != second(images)]
         found.append(differ)
         total += len(differ)
         if total >= n:
             return torch.cat(found)[:n]
+    raise ValueError(f"the stream ran out: {total} of {n} disagreements (no disagreement beyond those) "
+                     f"in {limit:,} candidates from {start}")
 
 
 def digest(images: torch.Tensor) -> str:
