@@ -3,11 +3,15 @@
     python -m experiments.fig9 classical     # K-NN (k = 1, 3) and the pairwise classifier, exact
     python -m experiments.ablate --family fig9   # the trained rows (lenet1998/networks.py)
     python -m experiments.fig9 rejection     # Fig. 10 of every finished trained run, from its checkpoint
+    python -m experiments.fig9 lenet4-knn    # LeNet-4 / K-NN: each net_lenet4 run's 120 units, k = 1 and 3
+    python -m experiments.boosted            # boosted LeNet-4: nets 2 and 3, and the combination
     python -m experiments.report             # results/fig9.md/.csv/.tex and figures/fig9.png
 
 The rows not trained by back-propagation (lenet1998/classical.py) are deterministic: computed
 once on the full MNIST sets into results/fig9/classical.json, with the commit and machine that
-computed them. The trained rows come from their run folders (final pass, every seed); LeNet-5's
+computed them. LeNet-4 / K-NN reads each finished net_lenet4 run (results/fig9/lenet4_knn.json),
+boosted LeNet-4 the combinations in results/fig9/boosted.json (experiments/boosted.py). The
+trained rows come from their run folders (final pass, every seed); LeNet-5's
 rows are `paper` and `paper+distortions`. Each row: the paper's error (Fig. 9), ours, the
 difference against the paper's ±0.1, the share of test patterns rejected to reach 0.5% error
 (Fig. 10: the smallest difference of the top two scores first; for a trained row, each run's
@@ -29,7 +33,7 @@ import torch
 
 from lenet1998 import networks
 from lenet1998.classical import UNIT_OUTPUT, knn, pairwise_fit, pairwise_scores, rejection
-from lenet1998.data import load_mnist
+from lenet1998.data import encode, load_mnist
 from lenet1998.paper import LINEAR_CLASSIFIER_ERROR
 from lenet1998.patterns import test_images
 from lenet1998.results import (
@@ -65,6 +69,8 @@ ROWS = [
     ("28x28-500-150-10 + distortions", "net_fc500_150+distortions", ""),
     ("LeNet-1 [16x16]", "net_lenet1", ""),
     ("LeNet-4", "net_lenet4", ""),
+    ("LeNet-4 / K-NN, k = 1", "lenet4_knn:1", "K-NN on LeNet-4's 120 units"),
+    ("LeNet-4 / K-NN, k = 3", "lenet4_knn:3", "K-NN on LeNet-4's 120 units"),
     ("LeNet-5", "paper", ""),
     ("LeNet-5 + distortions", "paper+distortions", ""),
     ("boosted LeNet-4 + distortions", "boosted", "3 LeNet-4s, nets 2 and 3 on filtered new distortions"),
@@ -74,6 +80,8 @@ ROWS = [
 PAPER_CLASSICAL = {"pairwise": (7.6, None, 36, 35), "knn_k1": (5.0, None, None, None),
                    "knn_k3": (5.0, None, None, None)}
 PAPER_REJECTION = {"net_lenet1": 3.7, "net_lenet4": 1.8}  # Fig. 10's other bars: rows not built here
+LENET4_KNN = "lenet4_knn.json"  # python -m experiments.fig9 lenet4-knn: one entry per net_lenet4 run and k
+PAPER_LENET4_KNN = (1.1, 1.6, 10_000, 24_000)  # error %, Fig. 10 rejection %, Fig. 11 and 12 (thousands)
 BOOSTED = "boosted.json"  # python -m experiments.boosted: one entry per seed
 PAPER_BOOSTED = (0.7, 0.5, 460, 51)  # error %, Fig. 10 rejection %, Fig. 11 and 12 (thousands)
 PAPER_BOOSTED_COST = 1.75  # "about 1.75 times the cost of a single LeNet-4" (Sec. III-C.8)
@@ -149,8 +157,43 @@ def rejection_rows(out: Path, data, known: dict) -> dict:
     return rows
 
 
+def features(model, config, images) -> torch.Tensor:
+    """(N, 120) outputs of LeNet-4's fully connected layer H: what its last layer reads."""
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(images), 1000):
+            trace = []
+            model(images[s:s + 1000].unsqueeze(1), trace)
+            out.append(trace[-1][2])  # the input of the last stage, F
+    return torch.cat(out)
+
+
+def lenet4_knn_rows(out: Path, data) -> dict:
+    """{"<run folder> k=<k>": {seed, k, test_error, rejection_0.5}} for every finished net_lenet4
+    run (the grid's budget, seeds below MAX_SEEDS): its last layer replaced by K-NN on H's 120
+    outputs of the 60,000 training images (Sec. III-C.7, "LeNet-4 with K-nearest neighbors"),
+    k = 1 and 3 (not stated), Euclidean, by lenet1998.classical.knn (its vote and tie rule; the
+    distances of these float codes are float64 sums, not exact integers)."""
+    rows = {}
+    v = VARIANTS["net_lenet4"]
+    for seed in range(MAX_SEEDS):
+        folder = RunFolder(out / "runs", budget(v.config, GRID.epochs, GRID.train_size).replace(seed=seed))
+        if not folder.finished:
+            continue
+        model = load_trained(folder.path / "checkpoint.pt")
+        train = features(model, folder.config, encode(data.train_images, folder.config.input_coding))
+        images, labels = test_images(folder.config, data)
+        test = features(model, folder.config, images)
+        for k in (1, 3):
+            predicted, s = knn(train, data.train_labels, test, k=k)
+            rows[f"{folder.path.name} k={k}"] = {
+                "seed": seed, "k": k, "test_error": 100.0 * float((predicted != labels).double().mean()),
+                "rejection_0.5": rejection(s, labels)}
+    return rows
+
+
 @command()
-@click.argument("what", type=click.Choice(["classical", "rejection"]))
+@click.argument("what", type=click.Choice(["classical", "rejection", "lenet4-knn"]))
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results folder: writes <out>/fig9/classical.json or <out>/fig9/rejection.json "
                    "(rejection reads the run folders under <out>/runs).")
@@ -162,6 +205,13 @@ def main(what, out, data_dir):
     torch.set_num_threads(1)
     target = check_writable(Path(out) / FOLDER)
     data = load_mnist(data_dir)
+    if what == "lenet4-knn":
+        path = target / LENET4_KNN
+        rows = lenet4_knn_rows(Path(out), data)
+        record = {"runs": rows, "command": "python -m experiments.fig9 lenet4-knn", **git_state()}
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        click.echo(f"wrote {path}: {len(rows)} runs")
+        return
     if what == "rejection":
         path = target / REJECTION
         known = json.loads(path.read_text())["runs"] if path.is_file() else {}
@@ -214,6 +264,8 @@ def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = GRID.epochs, train_si
                 row.update(error=c["test_error"], error_std=math.nan, rejection=c["rejection_0.5"],
                            multiply_adds=c["multiply_adds"], params=c["params"], difference=c["test_error"] - paper[0],
                            diff_ci95_low=math.nan, diff_ci95_high=math.nan, errors="")
+        elif source.startswith("lenet4_knn:"):
+            row.update(lenet4_knn_row(_read(out / FOLDER / LENET4_KNN, "runs"), int(source.split(":")[1]), seeds))
         elif source == "boosted":
             row.update(boosted_row(_read(out / FOLDER / BOOSTED, "seeds"), seeds))
         else:
@@ -241,6 +293,29 @@ def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = GRID.epochs, train_si
                        failed=int((runs.variant == source).sum() - len(r)) if len(runs) else 0)
         rows.append(row)
     return versus_uncertainty(pd.DataFrame(rows))
+
+
+def lenet4_knn_row(runs: dict, k: int, seeds: int) -> dict:
+    """A LeNet-4 / K-NN row from lenet4_knn.json: one result per net_lenet4 seed below `seeds`.
+    Counts: LeNet-4 up to H, then 60,000 stored 120-unit codes, each compared once."""
+    error, rejection_, multiply_adds, memory = PAPER_LENET4_KNN
+    counts = networks.build(VARIANTS["net_lenet4"].config).counts()
+    stored = GRID.train_size * 120
+    r = sorted((x for x in runs.values() if x["k"] == k and x["seed"] < seeds), key=lambda x: x["seed"])
+    everything = np.array([x["test_error"] for x in r])
+    train = [x for x in r if x["test_error"] < trains_below("lenet4_knn")]
+    e = np.array([x["test_error"] for x in train])
+    m = mean_interval(e)
+    return dict(paper_error=error, paper_rejection=rejection_, paper_multiply_adds_k=multiply_adds,
+                paper_params_k=memory, n=len(e), n_runs=len(everything), seeds=" ".join(f"{x:.2f}" for x in everything),
+                error=float(e.mean()) if len(e) else math.nan, error_std=m.std if m else math.nan,
+                rejection=float(np.mean([x["rejection_0.5"] for x in train])) if train else math.nan,
+                n_rejection=len(train),
+                multiply_adds=sum(counts[n][1] for n in ("C1", "S2", "C3", "S4", "H")) + stored,
+                params=sum(counts[n][0] for n in ("C1", "S2", "C3", "S4", "H")) + stored,
+                difference=float(e.mean()) - error if len(e) else math.nan,
+                diff_ci95_low=m.low - error if m else math.nan, diff_ci95_high=m.high - error if m else math.nan,
+                failed=0)
 
 
 def boosted_row(runs: dict, seeds: int) -> dict:
@@ -274,7 +349,7 @@ def _k(x) -> str:
     return f"{x / 1000:,.0f}" if x >= 10_000 else f"{x / 1000:,.1f}"
 
 
-NOT_BUILT = ("Not built yet: LeNet-4's K-NN and local-learning variants, the deslanted rows "
+NOT_BUILT = ("Not built yet: LeNet-4 / Local (local learning), the deslanted rows "
              "(20x20-300-10, K-NN on deslanted images), the 1000-unit RBF net and the tangent-distance and SVM rows. "
              "LeNet-4's sizes are a reading (no reading of its unstated sizes is within 25% of both the paper's "
              "17,000 parameters and 260,000 connections): REPRODUCING.md.")

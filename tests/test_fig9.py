@@ -90,3 +90,31 @@ def test_the_boosted_row_is_the_sum_of_three_nets_per_seed(results):
     text = fig9.markdown(fig9.table(results), 20, 20, 60_000)
     assert "| boosted LeNet-4 + distortions | 0.70 | 0.90 ± 0.10 (3) |" in text
     assert "the error is 0.95% at 1.60 nets per pattern" in text
+
+
+def test_lenet4_knn_rows_read_one_result_per_run_and_k(results):
+    (results / "fig9" / "lenet4_knn.json").write_text(json.dumps({"runs": {
+        "a k=1": {"seed": 0, "k": 1, "test_error": 1.2, "rejection_0.5": 2.0},
+        "a k=3": {"seed": 0, "k": 3, "test_error": 1.0, "rejection_0.5": 2.0},
+        "b k=1": {"seed": 1, "k": 1, "test_error": 1.4, "rejection_0.5": 3.0}}}))
+    t = fig9.table(results).set_index("source")
+    one, three = t.loc["lenet4_knn:1"], t.loc["lenet4_knn:3"]
+    assert (one.n, one.seeds, one.error, one.rejection) == (2, "1.20 1.40", pytest.approx(1.3), pytest.approx(2.5))
+    assert (three.n, three.error, three.paper_error, three.paper_rejection) == (1, 1.0, 1.1, 1.6)
+    counts = fig9.networks.build(fig9.VARIANTS["net_lenet4"].config).counts()
+    below_f = sum(counts[n][0] for n in ("C1", "S2", "C3", "S4", "H"))
+    assert one.params == below_f + 60_000 * 120  # the layers up to H, and 60,000 stored codes of 120 units
+
+
+def test_lenet4_features_are_what_its_last_layer_reads():
+    import torch
+
+    from lenet1998.networks import build
+
+    model = build(fig9.VARIANTS["net_lenet4"].config)
+    x = torch.randn(3, 32, 32)
+    h = fig9.features(model, model.config, x)
+    assert h.shape == (3, 120)
+    # the last layer's own computation from these codes gives the network's output
+    f = model.activations["F"](model.layers["F"].linear(h, model.params("F")))
+    assert torch.allclose(model.head(f), model(x.unsqueeze(1)), atol=1e-6)
