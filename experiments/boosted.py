@@ -6,11 +6,11 @@ on patterns filtered by the nets before them (lenet1998/boosting.py).
     python -m experiments.boosted --seed 1 --seed 3    # some seeds (two processes: disjoint seeds)
 
 Net 1 of seed s is the finished `net_lenet4` run of seed s in <out>/runs ("the first one is
-trained the usual way"). Net 2 trains on SET_SIZE new distorted patterns, half of them ones net 1
-gets right and half ones it gets wrong; net 3 on SET_SIZE new ones on which nets 1 and 2
-disagree, read from the stream after the last candidate net 2's set used. Each trains as
-`net_lenet4` does (its config, with its own seed: s + SEED_OFFSET[net]): per-pattern SDLM, 20
-passes over its set in one random order. Their run folders are under <out>/fig9/boosted/, each
+trained the usual way"). Net 2 trains on 60,000 new distorted patterns (net 1's training-set
+size), half of them ones net 1 gets right and half ones it gets wrong; net 3 on as many new ones
+on which nets 1 and 2 disagree, read from the stream after the last candidate net 2's set used.
+Each trains as `net_lenet4` does (its config, with its own seed: s + SEED_OFFSET[net]):
+per-pattern SDLM, 20 passes over its set in one random order. Their run folders are under <out>/fig9/boosted/, each
 with `training_set.json` (the set's stream positions, counts and SHA-256; a resumed run
 rebuilds its set and checks it is the same).
 
@@ -18,7 +18,7 @@ At test time the three nets' outputs are added (their scores: minus the target h
 penalties, whose sum ranks the classes as the sum of the outputs does). The shortcut
 (lenet1998.boosting.shortcut) answers with net 1 alone where its margin reaches a threshold,
 chosen without the test set: the smallest margin at which the shortcut makes no more errors
-than the full sum on the VALIDATION new candidates after net 3's set. Written to
+than the full sum on the 20,000 new candidates after net 3's set (a third of a set). Written to
 <out>/fig9/boosted.json per seed: each net's test error, the combination's, Fig. 10's rejection
 for 0.5% error, the threshold, the shortcut's test error and its average number of nets called.
 """
@@ -32,7 +32,7 @@ import click
 import torch
 
 from lenet1998.boosting import (
-    CandidateStream, added, digest, disagreement_set, margin, mixed_set, shortcut,
+    CHUNK, CandidateStream, added, digest, disagreement_set, margin, mixed_set, shortcut,
 )
 from lenet1998.classical import rejection
 from lenet1998.data import MNIST, encode, ink, load_mnist
@@ -47,17 +47,19 @@ from .grid import GRID, train_group
 from .variants import VARIANTS, budget
 
 NET1 = "net_lenet4"
-SET_SIZE = 60_000  # each filtered set: as many patterns as the training set (not stated)
+# Each filtered set holds as many patterns as net 1's training set (60,000; not stated), and nets
+# 2 and 3 train on theirs for as many passes as net 1 did: the budget (--epochs, --train-size).
 SEED_OFFSET = {2: 1000, 3: 2000}  # nets 2 and 3 of seed s start from seeds s + offset: not net 1's start
-VALIDATION = 20_000  # new candidates after net 3's set: where the shortcut's threshold is chosen
+VALIDATION = 3  # the shortcut's threshold is chosen on a third as many new candidates as a set holds (20,000)
 RUNS = "boosted"  # <out>/fig9/boosted/<config hash>/: the run folders of nets 2 and 3
 RESULT = "boosted.json"
 LABEL = "boosted_lenet4 net {}"
 
 
-def net_config(seed: int, net: int):
-    """The config of net `net` (1, 2, 3) of boosted LeNet-4 seed `seed`."""
-    config = budget(VARIANTS[NET1].config, GRID.epochs, GRID.train_size)
+def net_config(seed: int, net: int, epochs: int = GRID.epochs, train_size: int = GRID.train_size):
+    """The config of net `net` (1, 2, 3) of boosted LeNet-4 seed `seed` (nets 2 and 3: trained
+    for `epochs` passes over a set of `train_size` filtered patterns)."""
+    config = budget(VARIANTS[NET1].config, epochs, train_size)
     return config.replace(seed=seed + SEED_OFFSET.get(net, 0))
 
 
@@ -66,22 +68,25 @@ def answers(model, config):
     return lambda images: scores(model, config, encode(images, config.input_coding)).argmax(1)
 
 
-def net1_folder(out: Path, seed: int) -> RunFolder:
-    folder = RunFolder(out / "runs", net_config(seed, 1))
+def net1_folder(out: Path, seed: int, epochs: int, train_size: int) -> RunFolder:
+    folder = RunFolder(out / "runs", net_config(seed, 1, epochs, train_size))
     if not folder.done:
-        raise ResultsError(f"{folder.path}: net 1 of boosted LeNet-4 seed {seed} ({NET1} seed {seed}) is not "
-                           f"trained; run python -m experiments.ablate --family fig9 first")
+        raise ResultsError(f"{folder.path}: net 1 of boosted LeNet-4 seed {seed} ({NET1} seed {seed}, {epochs} passes "
+                           f"over {train_size:,} patterns) is not trained; run python -m experiments.ablate "
+                           f"--family fig9 first")
     return folder
 
 
 def build_set(stream: CandidateStream, seed: int, net: int, models: list, configs: list, start: int = 0):
-    """(stream indices, description) of net `net`'s training set."""
+    """(stream indices, description) of net `net`'s training set (as many patterns as net 1's)."""
+    size = configs[0].train_size
+    chunk = min(CHUNK, 20 * size)  # a small set (a test's) reads a small stream
     if net == 2:
-        index = mixed_set(stream, answers(models[0], configs[0]), SET_SIZE, generator(seed, STREAM_COINS))
+        index = mixed_set(stream, answers(models[0], configs[0]), size, generator(seed, STREAM_COINS), chunk)
         read = int(index[-1]) + 1
     else:
         index = disagreement_set(stream, answers(models[0], configs[0]), answers(models[1], configs[1]),
-                                 SET_SIZE, start)
+                                 size, start, chunk)
         read = int(index[-1]) + 1 - start
     return index, {"net": net, "size": len(index), "first_candidate": int(index[0]), "last_candidate": int(index[-1]),
                    "candidates_read_from": start, "candidates_read": read}
@@ -91,7 +96,7 @@ def train_net(out: Path, data: MNIST, stream: CandidateStream, seed: int, net: i
               start: int, engine: str) -> RunFolder:
     """Train net `net` of seed `seed` into its run folder (or find it done); returns the folder."""
     root = out / FOLDER / RUNS
-    config = net_config(seed, net)
+    config = net_config(seed, net, configs[0].epochs, configs[0].train_size)
     folder = RunFolder(root, config)
     if folder.done:
         return folder
@@ -123,7 +128,7 @@ def evaluate(out: Path, data: MNIST, stream: CandidateStream, seed: int, folders
     images, labels = test_images(configs[0], data)
     each = [scores(m, c, images) for m, c in zip(models, configs)]
     combined = added(each)
-    index = torch.arange(start, start + VALIDATION)  # new candidates: never a training or test pattern
+    index = torch.arange(start, start + configs[0].train_size // VALIDATION)  # new: never a training or test pattern
     coded, targets = encode(stream.images(index), configs[0].input_coding), stream.targets(index)
     v_each = [scores(m, c, coded) for m, c in zip(models, configs)]
     v_combined = added(v_each)
@@ -138,7 +143,7 @@ def evaluate(out: Path, data: MNIST, stream: CandidateStream, seed: int, folders
     return {"seed": seed, "nets": [f.path.name for f in folders], "net_test_errors": [error(s) for s in each],
             "recorded_net_test_errors": [read_manifest(f.path)["final_test_error"] for f in folders],
             "test_error": error(combined), "rejection_0.5": rejection(combined, labels),
-            "threshold": threshold, "validation_candidates": [start, start + VALIDATION],
+            "threshold": threshold, "validation_candidates": [start, int(index[-1]) + 1],
             "shortcut_test_error": error(shortcut_scores), "nets_called": float(called.double().mean())}
 
 
@@ -147,10 +152,14 @@ def evaluate(out: Path, data: MNIST, stream: CandidateStream, seed: int, folders
               help="Seeds to build (repeatable); net 1 of seed s is net_lenet4's run of seed s.")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True,
               help="Results folder: reads <out>/runs, writes <out>/fig9/boosted/ and <out>/fig9/boosted.json.")
+@click.option("--epochs", type=click.IntRange(min=1), default=GRID.epochs, show_default=True,
+              help="Net 1's passes (its net_lenet4 run) and nets 2 and 3's.")
+@click.option("--train-size", type=click.IntRange(min=100, max=GRID.train_size), default=GRID.train_size,
+              show_default=True, help="Net 1's training patterns, and the size of nets 2 and 3's filtered sets.")
 @click.option("--engine", type=click.Choice(["auto", "kernel", "compiled", "eager"]), default="auto", show_default=True)
 @data_dir_option
 @one_line_errors
-def main(seeds, out, engine, data_dir):
+def main(seeds, out, epochs, train_size, engine, data_dir):
     """Train nets 2 and 3 of boosted LeNet-4 for each seed (resuming), then record the combination."""
     torch.set_num_threads(1)
     out = Path(out)
@@ -159,7 +168,7 @@ def main(seeds, out, engine, data_dir):
     originals = ink(data.train_images)
     path = target / RESULT
     for seed in sorted(set(seeds)):
-        folders = [net1_folder(out, seed)]
+        folders = [net1_folder(out, seed, epochs, train_size)]
         stream = CandidateStream(originals, data.train_labels, seed)
         start = 0
         for net in (2, 3):
