@@ -23,12 +23,12 @@ def test_nets_2_and_3_train_on_their_sets_and_the_sum_is_recorded(tmp_path, mnis
     train_runs(boosted.net_config(0, 1, 1, 200), [0], tmp_path / "runs", mnist, "net_lenet4")
     first = runner.invoke(boosted.main, ["--seed", "0", "--out", str(tmp_path), *BUDGET])
     assert first.exit_code == 0, first.output
-    row = json.loads((tmp_path / "fig9" / "boosted.json").read_text())["seeds"]["0"]
+    row = json.loads((tmp_path / "fig9" / "boosted.json").read_text())["rows"]["net_lenet4"]["0"]
     assert len(row["nets"]) == 3 and row["net_test_errors"] == row["recorded_net_test_errors"]
     assert 1.0 <= row["nets_called"] <= 3.0 and 0 <= row["test_error"] <= 100
     sets = {}
     for net in (2, 3):
-        folder = tmp_path / "fig9" / "boosted" / boosted.net_config(0, net, 1, 200).digest()
+        folder = tmp_path / "fig9" / "boosted" / "net_lenet4" / boosted.net_config(0, net, 1, 200).digest()
         assert (folder / "done").is_file()
         sets[net] = json.loads((folder / "training_set.json").read_text())
         assert sets[net]["size"] == 200
@@ -36,9 +36,9 @@ def test_nets_2_and_3_train_on_their_sets_and_the_sum_is_recorded(tmp_path, mnis
     assert sets[3]["first_candidate"] > sets[2]["last_candidate"]  # net 3's patterns are new
 
     again = runner.invoke(boosted.main, ["--seed", "0", "--out", str(tmp_path), *BUDGET])
-    assert again.exit_code == 0 and json.loads((tmp_path / "fig9" / "boosted.json").read_text())["seeds"]["0"] == row
+    assert again.exit_code == 0 and json.loads((tmp_path / "fig9" / "boosted.json").read_text())["rows"]["net_lenet4"]["0"] == row
 
-    net3 = tmp_path / "fig9" / "boosted" / boosted.net_config(0, 3, 1, 200).digest()
+    net3 = tmp_path / "fig9" / "boosted" / "net_lenet4" / boosted.net_config(0, 3, 1, 200).digest()
     (net3 / "done").unlink()  # an unfinished net 3 whose recorded set is not the one rebuilt now
     (net3 / "training_set.json").write_text(json.dumps({**sets[3], "sha256": "0" * 64}))
     refused = runner.invoke(boosted.main, ["--seed", "0", "--out", str(tmp_path), *BUDGET])

@@ -78,18 +78,19 @@ def test_the_boosted_row_is_the_sum_of_three_nets_per_seed(results):
     def seed(s, error, called, shortcut):
         return {"seed": s, "test_error": error, "rejection_0.5": 1.0 + s, "nets_called": called,
                 "shortcut_test_error": shortcut}
-    (results / "fig9" / "boosted.json").write_text(json.dumps({"seeds": {
+    (results / "fig9" / "boosted.json").write_text(json.dumps({"rows": {"net_lenet4": {
         "0": seed(0, 0.8, 1.5, 0.9), "1": seed(1, 1.0, 1.7, 1.0), "2": seed(2, 0.9, 1.6, 0.95),
-        "25": seed(25, 0.1, 3.0, 0.1)}}))  # a seed beyond the table's: left out
+        "25": seed(25, 0.1, 3.0, 0.1)}}}))  # a seed beyond the table's: left out
     t = fig9.table(results, seeds=20).set_index("source")
-    r = t.loc["boosted"]
+    r = t.loc["boosted:net_lenet4"]
+    assert t.loc["boosted:net_lenet4+distortions"].n_runs == 0  # the other reading: not run yet
     assert (r.n, r.seeds, r.error, r.paper_error) == (3, "0.80 1.00 0.90", pytest.approx(0.9), 0.7)
     assert (r.rejection, r.nets_called, r.shortcut_error) == pytest.approx((2.0, 1.6, 0.95))
     params, connections = fig9.networks.build(fig9.VARIANTS["net_lenet4"].config).counts()["total"]
     assert (r.params, r.multiply_adds) == (3 * params, pytest.approx(1.6 * connections))  # three nets stored, 1.6 called
     text = fig9.markdown(fig9.table(results), 20, 20, 60_000)
     assert "| boosted LeNet-4 + distortions | 0.70 | 0.90 ± 0.10 (3) |" in text
-    assert "the error is 0.95% at 1.60 nets per pattern" in text
+    assert "the error is 0.95% at 1.60 nets per pattern on average (boosted LeNet-4 + distortions)" in text
 
 
 def test_lenet4_knn_rows_read_one_result_per_run_and_k(results):
