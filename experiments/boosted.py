@@ -183,7 +183,7 @@ def main(seeds, net1, out, epochs, train_size, engine, data_dir):
                                      [f.config for f in folders], start, engine))
             start = json.loads((folders[-1].path / "training_set.json").read_text())["last_candidate"] + 1
         row = evaluate(out, data, stream, seed, folders, start)
-        known = json.loads(path.read_text())["rows"] if path.is_file() else {}  # another process may have written
+        known = json.loads(path.read_text()).get("rows", {}) if path.is_file() else {}  # another process's rows
         known.setdefault(net1, {})[str(seed)] = row
         atomic_write_text(path, json.dumps({"rows": known, "command": "python -m experiments.boosted", **git_state()},
                                            indent=2, sort_keys=True) + "\n")
