@@ -7,11 +7,12 @@ on patterns filtered by the nets before them (lenet1998/boosting.py).
     python -m experiments.boosted --net1 net_lenet4+distortions   # net 1 trained on the distortion pool
 
 Net 1 of seed s is the finished `net_lenet4` run of seed s in <out>/runs ("the first one is
-trained the usual way"), or with --net1 the `net_lenet4+distortions` run. Net 2 trains on 60,000 new distorted patterns (net 1's training-set
-size), half of them ones net 1 gets right and half ones it gets wrong; net 3 on as many new ones
-on which nets 1 and 2 disagree, read from the stream after the last candidate net 2's set used.
-Each trains as `net_lenet4` does (its config, with its own seed: s + SEED_OFFSET[net]):
-per-pattern SDLM, 20 passes over its set in one random order. Their run folders are under <out>/fig9/boosted/<net 1's variant>/, each
+trained the usual way"), or with --net1 the `net_lenet4+distortions` run. Net 2 trains on
+60,000 new distorted patterns (net 1's training-set size), half of them ones net 1 gets right
+and half ones it gets wrong; net 3 on as many new ones on which nets 1 and 2 disagree, read from
+the stream after the last candidate net 2's set used. Each trains as `net_lenet4` does (its
+config, with its own seed: s + SEED_OFFSET[net]): per-pattern SDLM, 20 passes over its set in
+one random order. Their run folders are under <out>/fig9/boosted/<net 1's variant>/, each
 with `training_set.json` (the set's stream positions, counts and SHA-256; a resumed run
 rebuilds its set and checks it is the same).
 
@@ -19,9 +20,9 @@ At test time the three nets' outputs are added (their scores: minus the target h
 penalties, whose sum ranks the classes as the sum of the outputs does). The shortcut
 (lenet1998.boosting.shortcut) answers with net 1 alone where its margin reaches a threshold,
 chosen without the test set: the smallest margin at which the shortcut makes no more errors
-than the full sum on the 20,000 new candidates after net 3's set (a third of a set). Written to
-<out>/fig9/boosted.json per net 1 and seed: each net's test error, the combination's, Fig. 10's rejection
-for 0.5% error, the threshold, the shortcut's test error and its average number of nets called.
+than the full sum on the 20,000 new candidates after net 3's set (a third of a set). Written
+to <out>/fig9/boosted.json per net 1 and seed: each net's test error, the combination's, Fig.
+10's rejection for 0.5% error, the threshold, the shortcut's test error and its average number of nets called.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def train_net(root: Path, data: MNIST, stream: CandidateStream, seed: int, net: 
     return folder
 
 
-def evaluate(out: Path, data: MNIST, stream: CandidateStream, seed: int, folders: list, start: int) -> dict:
+def evaluate(data: MNIST, stream: CandidateStream, seed: int, folders: list, start: int) -> dict:
     """The combination of seed `seed` on the test set, and its shortcut (module docstring)."""
     models = [load_trained(f.path / "checkpoint.pt") for f in folders]
     configs = [f.config for f in folders]
@@ -182,7 +183,7 @@ def main(seeds, net1, out, epochs, train_size, engine, data_dir):
             folders.append(train_net(out / FOLDER / RUNS / net1, data, stream, seed, net, models,
                                      [f.config for f in folders], start, engine))
             start = json.loads((folders[-1].path / "training_set.json").read_text())["last_candidate"] + 1
-        row = evaluate(out, data, stream, seed, folders, start)
+        row = evaluate(data, stream, seed, folders, start)
         known = json.loads(path.read_text()).get("rows", {}) if path.is_file() else {}  # another process's rows
         known.setdefault(net1, {})[str(seed)] = row
         atomic_write_text(path, json.dumps({"rows": known, "command": "python -m experiments.boosted", **git_state()},

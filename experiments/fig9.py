@@ -297,6 +297,21 @@ def table(out: Path, seeds: int = MAX_SEEDS, epochs: int = GRID.epochs, train_si
     return versus_uncertainty(pd.DataFrame(rows))
 
 
+def _over_seeds(r: list, paper_error: float) -> dict:
+    """The cells every row of per-seed results shares: `r` ({test_error, rejection_0.5} per seed,
+    in seed order) summarised over the seeds that train, against the paper's error."""
+    everything = np.array([x["test_error"] for x in r])
+    train = [x for x in r if x["test_error"] < LINEAR_CLASSIFIER_ERROR]
+    e = np.array([x["test_error"] for x in train])
+    m = mean_interval(e)
+    return dict(paper_error=paper_error, n=len(e), n_runs=len(everything), seeds=" ".join(f"{x:.2f}" for x in everything),
+                error=float(e.mean()) if len(e) else math.nan, error_std=m.std if m else math.nan,
+                rejection=float(np.mean([x["rejection_0.5"] for x in train])) if train else math.nan,
+                n_rejection=len(train), difference=float(e.mean()) - paper_error if len(e) else math.nan,
+                diff_ci95_low=m.low - paper_error if m else math.nan,
+                diff_ci95_high=m.high - paper_error if m else math.nan, failed=0)
+
+
 def lenet4_knn_row(runs: dict, k: int, seeds: int) -> dict:
     """A LeNet-4 / K-NN row from lenet4_knn.json: one result per net_lenet4 seed below `seeds`.
     Counts: LeNet-4 up to H, then 60,000 stored 120-unit codes, each compared once."""
@@ -304,20 +319,10 @@ def lenet4_knn_row(runs: dict, k: int, seeds: int) -> dict:
     counts = networks.build(VARIANTS["net_lenet4"].config).counts()
     stored = GRID.train_size * 120
     r = sorted((x for x in runs.values() if x["k"] == k and x["seed"] < seeds), key=lambda x: x["seed"])
-    everything = np.array([x["test_error"] for x in r])
-    train = [x for x in r if x["test_error"] < trains_below("lenet4_knn")]
-    e = np.array([x["test_error"] for x in train])
-    m = mean_interval(e)
-    return dict(paper_error=error, paper_rejection=rejection_, paper_multiply_adds_k=multiply_adds,
-                paper_params_k=memory, n=len(e), n_runs=len(everything), seeds=" ".join(f"{x:.2f}" for x in everything),
-                error=float(e.mean()) if len(e) else math.nan, error_std=m.std if m else math.nan,
-                rejection=float(np.mean([x["rejection_0.5"] for x in train])) if train else math.nan,
-                n_rejection=len(train),
+    return dict(_over_seeds(r, error), paper_rejection=rejection_, paper_multiply_adds_k=multiply_adds,
+                paper_params_k=memory,
                 multiply_adds=sum(counts[n][1] for n in ("C1", "S2", "C3", "S4", "H")) + stored,
-                params=sum(counts[n][0] for n in ("C1", "S2", "C3", "S4", "H")) + stored,
-                difference=float(e.mean()) - error if len(e) else math.nan,
-                diff_ci95_low=m.low - error if m else math.nan, diff_ci95_high=m.high - error if m else math.nan,
-                failed=0)
+                params=sum(counts[n][0] for n in ("C1", "S2", "C3", "S4", "H")) + stored)
 
 
 def boosted_row(runs: dict, seeds: int) -> dict:
@@ -327,21 +332,12 @@ def boosted_row(runs: dict, seeds: int) -> dict:
     error, rejection_, cost, params = PAPER_BOOSTED
     params_one, connections_one = networks.build(VARIANTS["net_lenet4"].config).counts()["total"]
     r = sorted((x for k, x in runs.items() if int(k) < seeds), key=lambda x: x["seed"])
-    everything = np.array([x["test_error"] for x in r])
-    train = [x for x in r if x["test_error"] < trains_below("boosted")]
-    e = np.array([x["test_error"] for x in train])
-    m = mean_interval(e)
+    train = [x for x in r if x["test_error"] < LINEAR_CLASSIFIER_ERROR]
     called = float(np.mean([x["nets_called"] for x in train])) if train else math.nan
-    return dict(paper_error=error, paper_rejection=rejection_, paper_multiply_adds_k=cost, paper_params_k=params,
-                n=len(e), n_runs=len(everything), seeds=" ".join(f"{x:.2f}" for x in everything),
-                error=float(e.mean()) if len(e) else math.nan, error_std=m.std if m else math.nan,
-                rejection=float(np.mean([x["rejection_0.5"] for x in train])) if train else math.nan,
-                n_rejection=len(train), multiply_adds=called * connections_one if train else math.nan,
-                params=3 * params_one, nets_called=called,
-                shortcut_error=float(np.mean([x["shortcut_test_error"] for x in train])) if train else math.nan,
-                difference=float(e.mean()) - error if len(e) else math.nan,
-                diff_ci95_low=m.low - error if m else math.nan, diff_ci95_high=m.high - error if m else math.nan,
-                failed=0)
+    return dict(_over_seeds(r, error), paper_rejection=rejection_, paper_multiply_adds_k=cost, paper_params_k=params,
+                multiply_adds=called * connections_one if train else math.nan, params=3 * params_one,
+                nets_called=called,
+                shortcut_error=float(np.mean([x["shortcut_test_error"] for x in train])) if train else math.nan)
 
 
 def _k(x) -> str:
